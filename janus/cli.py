@@ -64,6 +64,12 @@ def run_main(
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; no partial output was kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `janus STEP ... | head` closed our stdout: not an error worth a traceback.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return int(status or 0)
 
 

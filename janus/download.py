@@ -1,0 +1,785 @@
+"""``janus download``: fetch one of the paper's datasets from the CIC portal, a mirror or a folder.
+
+Three sources, one layout (see :mod:`janus.datasets`):
+
+* the CIC portal (default): it asks for a registration first, an HTML form POST (name,
+  email, institution, job title, country) answered with a session cookie, after which
+  ``download.php?file=...`` links work. The details come from the command line or from
+  ``JANUS_CIC_NAME``, ``JANUS_CIC_EMAIL``, ``JANUS_CIC_INSTITUTION``, ``JANUS_CIC_JOB`` and
+  ``JANUS_CIC_COUNTRY``. Endpoints and form field names can be changed in the ``portal:``
+  section of a registry override file (defaults: :data:`PORTAL_DEFAULTS`).
+* ``--mirror URL``: a plain web folder holding the files at ``URL/<relative path>``.
+* ``--local DIR``: files already downloaded by hand into ``DIR/<relative path>``; checked
+  (presence, checksums) and linked (or copied) into ``--out``, without any network access.
+
+Downloads go to ``OUT/<path>.part`` and continue where they stopped (HTTP Range) after a cut
+connection or a new run; a server that ignores Range (answers 200) makes the download start
+over. A file is renamed to its final name only after its checksum matched (published MD5 or
+SHA-256, CICIDS2017's sibling ``.md5`` files); a mismatch deletes it. Failed requests are
+retried with exponential back-off. Archives are then extracted safely (:mod:`janus.archive`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html.parser
+import http.client
+import http.cookiejar
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from . import __version__
+from .archive import extract, is_archive
+from .cli import run_main
+from .datasets import (
+    DATASETS,
+    Dataset,
+    RemoteFile,
+    get_dataset,
+    load_registry,
+    matches_any,
+    portal_settings,
+)
+from .errors import ConfigError, JanusError
+from .io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+#: Environment variables holding the registration details, by form detail.
+ENV_VARS: dict[str, str] = {
+    "name": "JANUS_CIC_NAME",
+    "email": "JANUS_CIC_EMAIL",
+    "institution": "JANUS_CIC_INSTITUTION",
+    "job": "JANUS_CIC_JOB",
+    "country": "JANUS_CIC_COUNTRY",
+}
+
+#: How the portal is spoken to. ``fields`` maps form field -> template over the details
+#: {name, first_name, last_name, email, institution, job, country}; the defaults are the
+#: field names of the CIC form (its name is asked as first and last name).
+PORTAL_DEFAULTS: dict[str, Any] = {
+    "register": "insert.php",
+    "download": "download.php?file={file}",
+    "browse": "browse.php?p={dir}",
+    "fields": {
+        "first_name": "{first_name}",
+        "last_name": "{last_name}",
+        "email": "{email}",
+        "institution": "{institution}",
+        "job_title": "{job}",
+        "country": "{country}",
+    },
+}
+
+#: Folder (under --out) of the downloader's own state: cookies, verified-file records.
+STATE_DIR = ".janus"
+USER_AGENT = f"janus-nids/{__version__} (+https://github.com/; urllib)"
+_CHUNK = 1 << 20
+_MD5_RE = re.compile(r"\b([0-9a-fA-F]{32})\b")
+
+
+class DownloadError(JanusError):
+    """A file could not be fetched (offline, refused, not found, cut too often)."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded or local file does not match its published checksum."""
+
+
+class RefusedError(DownloadError):
+    """The server refused the file (401/403/404 or an HTML page instead of the file)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, None for an HTML page in place of the file
+
+
+# --------------------------------------------------------------------------- sources
+@dataclass
+class Source:
+    """Where files come from: ``url_for(path)`` for a file, ``listing_url(dir)`` for a folder."""
+
+    opener: urllib.request.OpenerDirector = field(
+        default_factory=lambda: urllib.request.build_opener())
+
+    def url_for(self, path: str) -> str:
+        raise NotImplementedError
+
+    def listing_url(self, folder: str) -> str:
+        raise NotImplementedError
+
+    def prepare(self, dry_run: bool) -> None:
+        """Anything to do before the first file (the portal registers)."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass
+class MirrorSource(Source):
+    """A plain web folder: ``base/<path>``; folders are listed from their index page."""
+
+    base: str = ""
+
+    def url_for(self, path: str) -> str:
+        return self.base.rstrip("/") + "/" + urllib.parse.quote(path)
+
+    def listing_url(self, folder: str) -> str:
+        return self.url_for(folder.rstrip("/")) + "/"
+
+    def describe(self) -> str:
+        return f"mirror {self.base}"
+
+
+@dataclass
+class PortalSource(Source):
+    """The CIC portal: register once (form POST -> cookie), then ``download.php?file=``."""
+
+    base: str = ""
+    prefix: str = ""
+    details: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=lambda: dict(PORTAL_DEFAULTS))
+    cookie_file: Path | None = None
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        self.jar: http.cookiejar.CookieJar = (
+            http.cookiejar.MozillaCookieJar(str(self.cookie_file)) if self.cookie_file
+            else http.cookiejar.CookieJar())
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def _endpoint(self, key: str, **values: str) -> str:
+        return self.base.rstrip("/") + "/" + self.settings[key].format(**values)
+
+    def url_for(self, path: str) -> str:
+        return self._endpoint("download", file=urllib.parse.quote(self.prefix + path, safe=""))
+
+    def listing_url(self, folder: str) -> str:
+        return self._endpoint("browse", dir=urllib.parse.quote(self.prefix + folder, safe=""))
+
+    def describe(self) -> str:
+        return f"CIC portal {self.base}"
+
+    def prepare(self, dry_run: bool) -> None:
+        if dry_run:
+            return
+        missing = [ENV_VARS[k] for k in ENV_VARS if not self.details.get(k)]
+        if missing:
+            raise ConfigError(
+                "the CIC portal asks for a registration before it serves files; set "
+                + ", ".join(missing) + " (or pass --name/--email/--institution/--job/"
+                "--country), or use --mirror URL or --local DIR")
+        self.register()
+
+    def register(self) -> None:
+        """POST the registration form and keep the session cookie it answers with."""
+        url = self._endpoint("register")
+        first, _, last = str(self.details["name"]).strip().partition(" ")
+        values = {**self.details, "first_name": first, "last_name": last.strip() or first}
+        try:
+            form = {k: str(t).format(**values) for k, t in self.settings["fields"].items()}
+        except KeyError as exc:
+            raise ConfigError(f"portal.fields uses an unknown detail {exc}; known: "
+                              + ", ".join(sorted(values))) from exc
+        body = urllib.parse.urlencode(form).encode()
+        req = urllib.request.Request(url, data=body, headers={
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/x-www-form-urlencoded"})
+        log.info("registering with %s", url)
+        try:
+            with self.opener.open(req, timeout=self.timeout) as resp:
+                answer = resp.read(65536)
+        except urllib.error.HTTPError as exc:
+            raise RefusedError(f"registration at {url} was refused: HTTP {exc.code} "
+                               f"{exc.reason}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise DownloadError(f"cannot reach the CIC portal at {url}: {_reason(exc)}") from exc
+        try:
+            verdict = json.loads(answer)
+        except ValueError:
+            verdict = None
+        if isinstance(verdict, dict) and verdict.get("ok") is False:
+            raise RefusedError(f"registration at {url} was rejected: {verdict}")
+        if not any(True for _ in self.jar):
+            raise RefusedError(f"registration at {url} answered without a session cookie; the "
+                               "portal may have changed (see the 'portal:' section of the "
+                               "registry override file) -- or download by hand and use --local")
+        if isinstance(self.jar, http.cookiejar.FileCookieJar):
+            self.jar.save(ignore_discard=True, ignore_expires=True)
+            os.chmod(self.jar.filename, 0o600)
+
+
+# --------------------------------------------------------------------------- fetching
+def fetch(url: str, dest: str | os.PathLike, *, opener: urllib.request.OpenerDirector | None = None,
+          md5: str | None = None, sha256: str | None = None, retries: int = 3,
+          backoff: float = 1.0, timeout: float = 60.0, progress: bool | None = None,
+          sleep: Callable[[float], None] = time.sleep) -> Path:
+    """Download ``url`` to ``dest`` through ``dest.part``, resuming, verifying, renaming.
+
+    Transient failures (connection reset or cut, timeouts, 5xx, unreachable host) are tried
+    ``retries`` more times, waiting ``backoff * 2**k`` seconds; a partial ``.part`` is kept and
+    continued with a Range request. 401/403/404 and an HTML page in place of the file raise
+    :class:`RefusedError` at once. A checksum mismatch deletes the download and raises
+    :class:`ChecksumError`. Returns ``dest``.
+    """
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    opener = opener or urllib.request.build_opener()
+    attempt = 0
+    while True:
+        try:
+            _fetch_once(url, part, opener, timeout, progress, dest.name)
+            break
+        except RefusedError:
+            raise
+        except (urllib.error.URLError, http.client.HTTPException, OSError, _Short) as exc:
+            if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 429:
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            if attempt >= retries:
+                raise DownloadError(
+                    f"{url}: {_reason(exc)} (gave up after {attempt + 1} attempts; "
+                    f"{_size(part)} bytes kept in {part} for the next run)") from exc
+            wait = backoff * 2 ** attempt
+            attempt += 1
+            log.warning("%s: %s; retry %d/%d in %.1f s", url, _reason(exc), attempt, retries,
+                        wait)
+            sleep(wait)
+    verify(part, md5=md5, sha256=sha256, name=f"{dest} (from {url})")
+    os.replace(part, dest)
+    return dest
+
+
+class _Short(Exception):
+    """The server closed the connection before sending all it announced."""
+
+
+def _fetch_once(url: str, part: Path, opener: urllib.request.OpenerDirector, timeout: float,
+                progress: bool | None, name: str) -> None:
+    offset = _size(part)
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        resp = opener.open(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:
+            # Nothing left past our offset: the .part is complete (or too long, which the
+            # checksum or the next fresh attempt sorts out).
+            exc.close()
+            return
+        if exc.code in (401, 403, 404, 410):
+            exc.close()
+            raise RefusedError(f"{url}: HTTP {exc.code} {exc.reason}", status=exc.code) from exc
+        raise
+    with resp:
+        if offset and resp.status == 200:
+            log.info("%s: the server ignored the Range request; starting over", url)
+            offset = 0
+        elif resp.status == 206:
+            start = _content_range_start(resp.headers.get("Content-Range", ""))
+            if start != offset:
+                part.unlink(missing_ok=True)  # start the next attempt afresh
+                raise _Short(f"server resumed at byte {start}, not {offset}")
+        chunks = _chunks(resp)
+        first = next(chunks, b"")
+        if _looks_like_html(resp.headers.get("Content-Type", ""), first, name):
+            raise RefusedError(
+                f"{url}: the server sent an HTML page (a login or registration page?) instead "
+                f"of {name}")
+        length = resp.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        got = offset
+        with open(part, "ab" if offset else "wb") as out, tqdm(
+                total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=name, disable=None if progress is None else not progress) as bar:
+            for chunk in itertools.chain([first], chunks):
+                out.write(chunk)
+                got += len(chunk)
+                bar.update(len(chunk))
+        if total is not None and got < total:
+            raise _Short(f"connection closed after {got} of {total} bytes")
+
+
+def _chunks(resp: http.client.HTTPResponse) -> Iterator[bytes]:
+    """The body in chunks; a cut connection yields what arrived, then raises :class:`_Short`."""
+    while True:
+        try:
+            chunk = resp.read(_CHUNK)
+        except http.client.IncompleteRead as exc:
+            if exc.partial:
+                yield exc.partial
+            raise _Short(f"connection closed early ({exc})") from exc
+        if not chunk:
+            return
+        yield chunk
+
+
+def _content_range_start(value: str) -> int | None:
+    m = re.match(r"\s*bytes\s+(\d+)-", value)
+    return int(m.group(1)) if m else None
+
+
+def _looks_like_html(ctype: str, first: bytes, name: str) -> bool:
+    if name.lower().endswith((".html", ".htm")):
+        return False
+    head = first[:512].lstrip().lower()
+    return ctype.lower().startswith("text/html") or head.startswith((b"<!doctype html",
+                                                                     b"<html"))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return str(exc) or type(exc).__name__
+
+
+def file_digests(path: str | os.PathLike, *, progress: bool | None = None) -> dict[str, str]:
+    """MD5 and SHA-256 of a file, read once in 1 MiB chunks."""
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    path = Path(path)
+    with open(path, "rb") as fh, tqdm(total=_size(path), unit="B", unit_scale=True,
+                                      unit_divisor=1024, desc=f"verify {path.name}",
+                                      disable=None if progress is None else not progress) as bar:
+        while chunk := fh.read(_CHUNK):
+            md5.update(chunk)
+            sha.update(chunk)
+            bar.update(len(chunk))
+    return {"md5": md5.hexdigest(), "sha256": sha.hexdigest()}
+
+
+def verify(path: Path, *, md5: str | None, sha256: str | None, name: str,
+           delete: bool = True) -> dict[str, str] | None:
+    """Check ``path`` against the published digests; on a mismatch delete it and raise.
+
+    Returns the digests computed, or None when nothing was published (nothing to check).
+    """
+    if not md5 and not sha256:
+        return None
+    got = file_digests(path)
+    for algo, want in (("md5", md5), ("sha256", sha256)):
+        if want and got[algo] != want.lower():
+            if delete:
+                path.unlink(missing_ok=True)
+            raise ChecksumError(
+                f"{name}: {algo} mismatch: expected {want.lower()}, got {got[algo]}"
+                + ("; the bad file was deleted, run the download again" if delete else
+                   f" ({path})"))
+    return got
+
+
+def parse_md5_file(text: str, name: str) -> str:
+    """The MD5 in a published ``.md5`` file (``<hex>`` or ``<hex>  <file>`` lines)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    for line in lines:  # prefer the line naming our file, when there are several
+        m = _MD5_RE.search(line)
+        if m and name in line:
+            return m.group(1).lower()
+    for line in lines:
+        m = _MD5_RE.search(line)
+        if m:
+            return m.group(1).lower()
+    raise ChecksumError(f"no MD5 found in the checksum file of {name}")
+
+
+# --------------------------------------------------------------------------- listings
+class _Links(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            href = dict(attrs).get("href")
+            if href:
+                self.hrefs.append(href)
+
+
+def list_folder(source: Source, folder: str, *, timeout: float = 60.0) -> list[str]:
+    """Relative paths of the files directly inside ``folder``, read from its listing page.
+
+    Understands both an Apache-style index (``<a href="x.pcap">``) and the portal's
+    ``download.php?file=<prefix><folder>/x.pcap`` links.
+    """
+    url = source.listing_url(folder)
+    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        with source.opener.open(req, timeout=timeout) as resp:
+            page = resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        raise RefusedError(f"{url}: HTTP {exc.code} {exc.reason} (listing of {folder}/)") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"{url}: {_reason(exc)} (listing of {folder}/)") from exc
+    parser = _Links()
+    parser.feed(page)
+    prefix = getattr(source, "prefix", "")
+    found: list[str] = []
+    for href in parser.hrefs:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(href).query)
+        if "file" in query:
+            rel = query["file"][0]
+            if not rel.startswith(prefix):
+                continue
+            rel = rel[len(prefix):]
+        else:
+            target = urllib.parse.urlsplit(urllib.parse.urljoin(url, href))
+            if target.query or target.path.endswith("/"):
+                continue  # sort links, sub-folders, the parent folder
+            rel = folder.rstrip("/") + "/" + urllib.parse.unquote(target.path.rsplit("/", 1)[1])
+            if not urllib.parse.unquote(target.path).endswith("/" + rel):
+                continue  # a link leading somewhere else
+        if rel.rsplit("/", 1)[0] == folder.rstrip("/") and rel not in found:
+            found.append(rel)
+    if not found:
+        raise DownloadError(f"{url}: the listing of {folder}/ shows no files (a login page?)")
+    return sorted(found)
+
+
+# --------------------------------------------------------------------------- the plan
+@dataclass
+class DownloadResult:
+    """What a download produced: files (final paths), extracted folders and the captures."""
+
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    extracted: list[Path] = field(default_factory=list)
+    captures: list[Path] = field(default_factory=list)
+    unverified: list[str] = field(default_factory=list)
+
+
+class _State:
+    """``OUT/.janus/verified.json``: files already verified (size + mtime), not re-hashed."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / STATE_DIR / "verified.json"
+        try:
+            self.data: dict[str, dict[str, Any]] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+
+    def ok(self, rel: str, path: Path) -> bool:
+        rec = self.data.get(rel)
+        st = path.stat()
+        return bool(rec) and rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns
+
+    def mark(self, rel: str, path: Path, digests: Mapping[str, str] | None) -> None:
+        st = path.stat()
+        self.data[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, **(digests or {})}
+        write_json(self.path, self.data)
+
+
+def manual_hint(dataset: Dataset, files: Sequence[str] | None = None, limit: int = 12) -> str:
+    """How to provide the files by hand: where to get them and the layout --local expects."""
+    paths = list(files if files is not None else
+                 [f.path for f in dataset.files] + [d + "/*" for d in dataset.listed_dirs])
+    shown = "\n".join(f"    DIR/{p}" for p in paths[:limit])
+    more = f"\n    ... and {len(paths) - limit} more" if len(paths) > limit else ""
+    return (f"To provide the files by hand, download them from {dataset.homepage} (after its "
+            f"registration form) into a folder DIR laid out as\n{shown}{more}\n"
+            f"and run: janus download {dataset.name} --local DIR --out OUT")
+
+
+def download_dataset(dataset: Dataset | str, out: str | os.PathLike, *,
+                     source: Source | None = None, local: str | os.PathLike | None = None,
+                     only: Iterable[str] = (), retries: int = 3, backoff: float = 1.0,
+                     timeout: float = 60.0, dry_run: bool = False, do_extract: bool = True,
+                     copy: bool = False, progress: bool | None = None,
+                     echo: Callable[[str], None] = print) -> DownloadResult:
+    """Fetch ``dataset`` into ``out`` from ``source`` (network) or ``local`` (a folder).
+
+    ``only`` restricts to files matching any of the globs (relative paths, ``*`` crosses
+    '/'). Returns a :class:`DownloadResult`; with ``dry_run`` nothing is fetched or written
+    and the plan is printed through ``echo``.
+    """
+    ds = get_dataset(dataset) if isinstance(dataset, str) else dataset
+    out = Path(out)
+    only = list(only)
+    files, dirs = ds.select(only)
+    if not files and not dirs:
+        raise ConfigError(f"--only {' '.join(only)} matches no file of {ds.name}; its files: "
+                          + ", ".join(f.path for f in ds.files))
+    if (source is None) == (local is None):
+        raise ConfigError("give exactly one source: a Source (portal or mirror) or a local folder")
+    result = DownloadResult(out=out)
+    if local is not None:
+        _from_local(ds, Path(local), out, files, dirs, only, result, copy=copy,
+                    dry_run=dry_run, echo=echo)
+    else:
+        assert source is not None
+        _from_network(ds, source, out, files, dirs, only, result, retries=retries,
+                      backoff=backoff, timeout=timeout, dry_run=dry_run, progress=progress,
+                      echo=echo)
+    if dry_run:
+        return result
+    if do_extract:
+        for path in result.files:
+            if is_archive(path) and _wants_extract(ds, out, path):
+                result.extracted.append(extract(path, progress=progress))
+    result.captures = ds.find_captures(out)
+    echo(f"{ds.name}: {len(result.files)} files in {out}, {len(result.extracted)} archives "
+         f"extracted, {len(result.captures)} captures")
+    for rel in result.unverified:
+        echo(f"  not verified (no published checksum found): {rel}")
+    return result
+
+
+def _wants_extract(ds: Dataset, out: Path, path: Path) -> bool:
+    rel = path.relative_to(out).as_posix()
+    return any(f.path == rel and f.extract for f in ds.files)
+
+
+def _from_network(ds: Dataset, source: Source, out: Path, files: Sequence[RemoteFile],
+                  dirs: Sequence[str], only: Sequence[str], result: DownloadResult, *,
+                  retries: int, backoff: float, timeout: float, dry_run: bool,
+                  progress: bool | None, echo: Callable[[str], None]) -> None:
+    echo(f"{ds.name}: {len(files)} files and {len(dirs)} listed folders from "
+         f"{source.describe()} into {out}")
+    if dry_run:
+        for f in files:
+            check = ("md5 " + f.md5 if f.md5 else "sha256 " + f.sha256 if f.sha256 else
+                     "md5 from " + f.md5_file if f.md5_file else "no published checksum")
+            echo(f"  {source.url_for(f.path)}\n    -> {out / f.path}  [{check}]"
+                 + ("  (then extracted)" if f.extract else ""))
+        for d in dirs:
+            echo(f"  every file listed at {source.listing_url(d)}\n    -> {out / d}/")
+        return
+    source.prepare(dry_run)
+    state = _State(out)
+    hint = manual_hint(ds)
+
+    def get(rel: str, md5: str | None, sha256: str | None) -> Path:
+        dest = out / rel
+        if dest.is_file():
+            if (md5 or sha256) and not state.ok(rel, dest):
+                state.mark(rel, dest, verify(dest, md5=md5, sha256=sha256, name=rel))
+            else:
+                log.info("%s: already downloaded", rel)
+            return dest
+        try:
+            fetch(source.url_for(rel), dest, opener=source.opener, md5=md5, sha256=sha256,
+                  retries=retries, backoff=backoff, timeout=timeout, progress=progress)
+        except ChecksumError:
+            raise
+        except RefusedError as exc:
+            raise RefusedError(f"{exc}\n{hint}", status=exc.status) from exc
+        except DownloadError as exc:
+            raise DownloadError(f"{exc}\n{hint}") from exc
+        if md5 or sha256:
+            state.mark(rel, dest, {k: v for k, v in (("md5", md5), ("sha256", sha256)) if v})
+        return dest
+
+    # Checksum files first: the files they describe are verified as they arrive.
+    checksum_files = list(dict.fromkeys(f.md5_file for f in files if f.md5_file))
+    checksums: dict[str, str] = {}
+    for rel in checksum_files:
+        try:
+            path = get(rel, None, None)
+        except RefusedError as exc:
+            if exc.status not in (404, 410):
+                raise
+            log.warning("%s: not on the server (HTTP %s); the file it describes will not be "
+                        "verified", rel, exc.status)
+            continue
+        described = next(f.path for f in files if f.md5_file == rel)
+        checksums[rel] = parse_md5_file(path.read_text(errors="replace"),
+                                        Path(described).name)
+        result.files.append(path)
+    for f in files:
+        if f.path in checksum_files:
+            continue
+        md5 = f.md5 or (checksums.get(f.md5_file) if f.md5_file else None)
+        if not md5 and not f.sha256 and not any(g.md5_file == f.path for g in ds.files):
+            result.unverified.append(f.path)
+        result.files.append(get(f.path, md5, f.sha256))
+    for d in dirs:
+        try:
+            listed = list_folder(source, d, timeout=timeout)
+        except DownloadError as exc:
+            raise type(exc)(f"{exc}\n{hint}") from exc
+        for rel in listed:
+            if only and not (matches_any(rel, only) or matches_any(d, only)):
+                continue
+            result.unverified.append(rel)
+            result.files.append(get(rel, None, None))
+
+
+def _from_local(ds: Dataset, local: Path, out: Path, files: Sequence[RemoteFile],
+                dirs: Sequence[str], only: Sequence[str], result: DownloadResult, *,
+                copy: bool, dry_run: bool, echo: Callable[[str], None]) -> None:
+    if not local.is_dir():
+        raise ConfigError(f"--local {local}: not a folder\n{manual_hint(ds)}")
+    wanted: list[tuple[str, RemoteFile | None]] = [(f.path, f) for f in files]
+    missing = [f.path for f in files if not (local / f.path).is_file()
+               # An unverified checksum sibling may legitimately be absent.
+               and not (not f.verified and f.path.endswith(".md5"))]
+    for d in dirs:
+        folder = local / d
+        found = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+        found = [p for p in found
+                 if not only or matches_any(f"{d}/{p.name}", only) or matches_any(d, only)]
+        if not found:
+            missing.append(d + "/*")
+        wanted += [(f"{d}/{p.name}", None) for p in found]
+    if missing:
+        raise DownloadError(f"--local {local}: missing {len(missing)} file(s): "
+                            + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+                            + "\n" + manual_hint(ds))
+    echo(f"{ds.name}: {len(wanted)} files from {local} into {out} "
+         f"({'copy' if copy else 'symlink'})")
+    if dry_run:
+        for rel, _ in wanted:
+            echo(f"  {local / rel} -> {out / rel}")
+        return
+    same = local.resolve() == out.resolve()
+    state = _State(out)
+    for rel, f in wanted:
+        src = local / rel
+        if not src.is_file():
+            continue  # an unverified checksum sibling that is absent (allowed above)
+        md5 = f.md5 if f else None
+        if f and not md5 and f.md5_file and (local / f.md5_file).is_file():
+            md5 = parse_md5_file((local / f.md5_file).read_text(errors="replace"),
+                                 Path(f.path).name)
+        sha256 = f.sha256 if f else None
+        dest = _place(src, out / rel, copy, same)
+        if md5 or sha256:
+            if not state.ok(rel, dest):
+                # Never delete the user's own file: name it instead.
+                state.mark(rel, dest, verify(src, md5=md5, sha256=sha256, name=rel,
+                                             delete=False))
+        elif not any(g.md5_file == rel for g in files):
+            result.unverified.append(rel)
+        result.files.append(dest)
+
+
+def _place(src: Path, dest: Path, copy: bool, same: bool) -> Path:
+    """Link (or copy) ``src`` to ``dest`` atomically; nothing to do when they are one file."""
+    if same:
+        return dest
+    if dest.is_symlink() and not copy and dest.resolve() == src.resolve():
+        return dest
+    if copy and dest.is_file() and not dest.is_symlink() and \
+            dest.stat().st_size == src.stat().st_size:
+        return dest
+    with atomic_path(dest, suffix="") as tmp:
+        tmp.unlink()
+        if copy:
+            shutil.copyfile(src, tmp)
+        else:
+            tmp.symlink_to(src.resolve())
+    return dest
+
+
+# --------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    """The ``janus download`` command line."""
+    names = ", ".join(DATASETS)
+    p = argparse.ArgumentParser(
+        prog="janus download",
+        description="Fetch one of the paper's datasets from the CIC portal (default), a "
+                    "mirror or a local folder, verify it and extract its archives.",
+        epilog="Portal registration details come from the options above or from "
+               + ", ".join(ENV_VARS.values()) + ". Registry fixes (a renamed file, a new "
+               "portal address, form field names) go into a YAML/JSON file given with "
+               "--registry or $JANUS_DATASETS_FILE; see janus/datasets.py.")
+    p.add_argument("dataset", help=f"dataset name ({names}); case and '-'/'_' are ignored")
+    p.add_argument("--out", required=True, type=Path,
+                   help="download folder; files keep their relative paths under it")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--mirror", metavar="URL",
+                     help="plain web folder holding the files at URL/<relative path>")
+    src.add_argument("--local", metavar="DIR", type=Path,
+                     help="folder of files downloaded by hand (same layout); no network")
+    p.add_argument("--portal", metavar="URL",
+                   help="the dataset's folder on the CIC portal (default: the registry's)")
+    p.add_argument("--only", metavar="GLOB", nargs="+", action="extend", default=[],
+                   help="fetch only files whose relative path matches a glob "
+                        "('PCAPs/Monday*'; '*' also crosses '/')")
+    p.add_argument("--retries", type=int, default=3,
+                   help="extra attempts per file after a transient failure (default 3)")
+    p.add_argument("--backoff", type=float, default=2.0,
+                   help="seconds before the first retry, doubled each time (default 2)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds without data before a connection counts as failed (default 60)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would be fetched from where, and fetch nothing")
+    p.add_argument("--no-extract", action="store_true", help="keep archives packed")
+    p.add_argument("--copy", action="store_true",
+                   help="with --local: copy files instead of symlinking them")
+    p.add_argument("--registry", metavar="FILE", type=Path,
+                   help="YAML/JSON registry override (default: $JANUS_DATASETS_FILE)")
+    for key, env in ENV_VARS.items():
+        p.add_argument(f"--{key}", metavar="TEXT",
+                       help=f"portal registration: your {key.replace('job', 'job title')} "
+                            f"(default: ${env})")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``janus download`` with parsed arguments."""
+    registry = load_registry(args.registry)
+    ds = get_dataset(args.dataset, registry)
+    if args.retries < 0 or args.backoff < 0 or args.timeout <= 0:
+        raise ConfigError("--retries and --backoff must be >= 0, --timeout > 0")
+    if args.local is not None and args.portal:
+        raise ConfigError("--portal and --local exclude each other")
+    source: Source | None = None
+    if args.mirror:
+        if args.portal:
+            raise ConfigError("--portal and --mirror exclude each other")
+        source = MirrorSource(base=args.mirror)
+    elif args.local is None:
+        settings = {**PORTAL_DEFAULTS, **portal_settings(args.registry)}
+        unknown = set(settings) - set(PORTAL_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"portal: unknown key(s) {sorted(unknown)}; known: "
+                              f"{sorted(PORTAL_DEFAULTS)}")
+        details = {k: getattr(args, k) or os.environ.get(env, "") for k, env in ENV_VARS.items()}
+        source = PortalSource(base=args.portal or ds.portal_url, prefix=ds.portal_prefix,
+                              details=details, settings=settings, timeout=args.timeout,
+                              cookie_file=None if args.dry_run
+                              else _cookie_file(args.out))
+    download_dataset(ds, args.out, source=source, local=args.local, only=args.only,
+                     retries=args.retries, backoff=args.backoff, timeout=args.timeout,
+                     dry_run=args.dry_run, do_extract=not args.no_extract, copy=args.copy)
+    return 0
+
+
+def _cookie_file(out: Path) -> Path:
+    path = out / STATE_DIR / "cookies.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``janus download`` / ``python -m janus.download``."""
+    return run_main(build_parser, run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
