@@ -1,0 +1,5 @@
+"""``python -m janus.labels``."""
+
+from . import main
+
+raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""Read CIC flow-label CSVs (CICFlowMeter ``GeneratedLabelledFlows`` / ``TrafficLabelling``).
+
+Only eight columns matter: the two endpoints, the protocol, the flow's start timestamp and
+the label. Everything is vectorised (polars): CICIDS2017 alone is 2.8 M rows.
+
+Tolerated quirks, all seen in the published files:
+
+* headers with leading spaces (``" Source IP"``), a UTF-8 BOM, duplicated or extra columns;
+* cp1252 / latin-1 bytes (the en dash of ``Web Attack – Brute Force``): the file is decoded
+  as UTF-8 with replacement, and :func:`janus.labels.names.normalise_label` knows U+FFFD;
+* blank rows (``,,,,``) and ragged lines;
+* timestamps ``d/m/yyyy h:mm``, ``d/m/yyyy h:mm:ss``, either with ``AM``/``PM``, and
+  ``yyyy-mm-dd hh:mm:ss[.ffffff]`` (CICDDoS2019).
+
+Some CICIDS2017 days write afternoon times on a 12-hour clock *without* an AM/PM marker
+(``7/7/2017 3:56`` for 15:56). A day/month/year file with no marker and no hour above 12 is
+flagged ``twelve_hour_suspect``; the join then also tries such a row 12 h later.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..errors import JanusError
+
+#: canonical column -> accepted header spellings (compared stripped and lower-cased).
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "src_ip": ("source ip", "src ip", "src_ip"),
+    "src_port": ("source port", "src port", "src_port"),
+    "dst_ip": ("destination ip", "dst ip", "dst_ip"),
+    "dst_port": ("destination port", "dst port", "dst_port"),
+    "proto": ("protocol", "proto"),
+    "timestamp": ("timestamp",),
+    "raw_label": ("label",),
+}
+
+_DMY = (r"^(?P<d>\d{1,2})/(?P<m>\d{1,2})/(?P<y>\d{4})\s+(?P<H>\d{1,2}):(?P<M>\d{2})"
+        r"(?::(?P<S>\d{2})(?P<F>\.\d+)?)?\s*(?P<ampm>[AaPp][Mm])?$")
+_ISO = (r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})[ T](?P<H>\d{1,2}):(?P<M>\d{2})"
+        r"(?::(?P<S>\d{2})(?P<F>\.\d+)?)?$")
+
+
+@dataclass
+class LabelCsv:
+    """One CSV's rows, ready to join. ``table`` has one row per non-blank CSV row."""
+
+    path: Path
+    #: columns src_ip, dst_ip (str), src_port, dst_port, proto (Int64, null if unparseable),
+    #: time (Float64, Unix seconds read as if the CSV's clock were UTC; null if unparseable),
+    #: ampm_free (bool: no AM/PM marker and hour 1..11), raw_label (str)
+    table: pl.DataFrame
+    rows_total: int  # data rows in the file, blank rows included
+    rows_blank: int  # rows with an empty label (CICIDS2017 pads files with ",,,,")
+    timestamp_format: str  # "dmy", "iso", "mixed" or "none"
+    twelve_hour_suspect: bool
+
+
+def _header_indices(path: Path) -> dict[str, int]:
+    """Map canonical column names to 0-based indices from the CSV's first line."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(1 << 20)
+    except OSError as exc:
+        raise JanusError(f"{path}: cannot read label CSV ({exc})") from exc
+    text = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+    header = [h.strip().lower() for h in next(csv.reader(io.StringIO(text)), [])]
+    found: dict[str, int] = {}
+    for name, aliases in COLUMN_ALIASES.items():
+        idx = next((i for i, h in enumerate(header) if h in aliases), None)
+        if idx is not None:
+            found[name] = idx
+    missing = [COLUMN_ALIASES[n][0].title() for n in COLUMN_ALIASES if n not in found]
+    if missing:
+        raise JanusError(
+            f"{path}: label CSV lacks column(s) {', '.join(missing)} (header: {header[:12]}...). "
+            "Only CSVs with endpoints and timestamps (CIC 'GeneratedLabelledFlows' / "
+            "'TrafficLabelling') can be joined to flows; 'MachineLearningCVE' CSVs cannot."
+        )
+    return found
+
+
+def _epoch_seconds(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates (Hinnant's days_from_civil), * 86400."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    mp = (m + 9) % 12
+    doy = (153 * mp + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return (era * 146097 + doe - 719468).astype(np.float64) * 86400.0
+
+
+def parse_timestamps(values: pl.Series) -> tuple[pl.DataFrame, str, bool]:
+    """Parse CIC timestamp strings (naive, the capture site's clock) to Unix-like seconds.
+
+    Returns ``(frame, format, twelve_hour_suspect)``; ``frame`` has Float64 ``time`` (null
+    where unparseable or out of range) and bool ``ampm_free`` (no marker, hour 1..11).
+    """
+    s = values.cast(pl.String).str.strip_chars()
+    dmy = s.str.extract_groups(_DMY).struct.unnest()
+    iso = s.str.extract_groups(_ISO).struct.unnest()
+    is_dmy = dmy["y"].is_not_null().to_numpy()
+    is_iso = iso["y"].is_not_null().to_numpy()
+
+    def num(col: str, fill: float = 0.0) -> np.ndarray:
+        a = dmy[col].cast(pl.Float64, strict=False).fill_null(fill).to_numpy()
+        b = iso[col].cast(pl.Float64, strict=False).fill_null(fill).to_numpy()
+        return np.where(is_dmy, a, b)
+
+    y, m, d, hh, mm, ss = (num(c) for c in ("y", "m", "d", "H", "M", "S"))
+    frac = num("F")  # ".813448" parses as 0.813448
+    ampm = dmy["ampm"].str.to_lowercase().to_numpy()
+    pm, am = ampm == "pm", ampm == "am"
+    hh = np.where(pm & (hh < 12), hh + 12, np.where(am & (hh == 12), 0, hh))
+    ok = (is_dmy | is_iso) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= 31) & (hh < 24) & (mm < 60) \
+        & (ss < 61)
+    days = _epoch_seconds(y.astype(np.int64), m.astype(np.int64), d.astype(np.int64))
+    t = days + hh * 3600.0 + mm * 60.0 + ss + frac
+    time = pl.Series("time", np.where(ok, t, np.nan)).fill_nan(None)
+    has_marker = pm | am
+    hours = hh[is_dmy & ok]
+    n_dmy, n_iso = int(is_dmy.sum()), int(is_iso.sum())
+    fmt = "none" if not (n_dmy or n_iso) else "mixed" if (n_dmy and n_iso) else \
+        ("dmy" if n_dmy else "iso")
+    suspect = bool(n_dmy and not has_marker.any() and hours.size and hours.max() <= 12)
+    ampm_free = pl.Series("ampm_free", is_dmy & ok & ~has_marker & (hh >= 1) & (hh < 12))
+    return pl.DataFrame([time, ampm_free]), fmt, suspect
+
+
+def read_label_csv(path: str | Path) -> LabelCsv:
+    """Read one CIC label CSV into a :class:`LabelCsv` (strings parsed, blanks counted)."""
+    path = Path(path)
+    idx = _header_indices(path)
+    names = list(idx)
+    order = sorted(range(len(names)), key=lambda i: idx[names[i]])
+    try:
+        raw = pl.read_csv(
+            path, columns=[idx[names[i]] for i in order], infer_schema=False, encoding="utf8-lossy", truncate_ragged_lines=True,
+            quote_char='"',
+        )
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise JanusError(f"{path}: cannot parse label CSV ({exc})") from exc
+    # The projection keeps file order, so the sorted names line up with the columns.
+    raw.columns = [names[i] for i in order]
+    rows_total = raw.height
+    raw = raw.with_columns(pl.col(c).str.strip_chars() for c in names)
+    raw = raw.filter(pl.col("raw_label").is_not_null() & (pl.col("raw_label") != ""))
+    times, fmt, suspect = parse_timestamps(raw["timestamp"])
+    if raw.height and times["time"].null_count() == raw.height:
+        raise JanusError(
+            f"{path}: no Timestamp could be parsed (first value {raw['timestamp'][0]!r}); "
+            "expected 'd/m/yyyy h:mm[:ss] [AM|PM]' or 'yyyy-mm-dd hh:mm:ss[.ffffff]'"
+        )
+    table = pl.concat([raw, times], how="horizontal").select(
+        "src_ip", "dst_ip",
+        *(pl.col(c).cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
+          for c in ("src_port", "dst_port", "proto")),
+        "time", "ampm_free", "raw_label",
+    )
+    return LabelCsv(path, table, rows_total, rows_total - raw.height, fmt, suspect)
