@@ -1,0 +1,482 @@
+"""Streaming bidirectional flow assembly: :class:`PacketBatch` stream -> flows.
+
+Semantics (one flow = one row of ``flows.parquet`` and one ``(T, 9)`` slice of the tensor):
+
+* **Key.** The canonical 5-tuple: the two ``(address, port)`` endpoints, unordered, plus the
+  IP protocol. Both directions of a conversation share a key.
+* **Initiator.** The sender of the flow's first packet, except that for TCP a first packet
+  carrying SYN+ACK makes its *receiver* the initiator (the SYN was sent before the capture
+  started). ``direction`` of every packet (0 = from the initiator) is fixed against that
+  initiator for the flow's whole life; packets arriving out of order never swap it (a known
+  CICFlowMeter fault, Engelen et al. 2021).
+* **TCP closure.** A TCP flow is *closed* once it has carried an RST (``end_reason="rst"``)
+  or a FIN from each side (``"fin"``). The first FIN alone does not close it (the other
+  CICFlowMeter fault). A closed flow keeps receiving its key's packets (the last ACK,
+  retransmitted FIN/RST) until a *pure SYN* (SYN without ACK) arrives on the key, which starts
+  a new flow. A pure SYN on an open flow that is already past its handshake (it carried a
+  packet without SYN) also starts a new flow and ends the old one with ``"new_syn"`` (a port
+  reused after an unseen teardown); a retransmitted SYN of an unanswered attempt does not.
+* **Timeouts.** The assembler keeps a *capture clock*, the newest timestamp seen so far. A
+  packet arriving when ``clock - last_packet_time > idle_timeout`` starts a new flow and the
+  old one ends ``"idle"``; a packet more than ``active_timeout`` seconds after its flow's
+  first packet starts a new flow and the old one ends ``"active"``. A closed TCP flow that
+  times out keeps ``"fin"``/``"rst"``. Flows still open at the end of input end ``"eof"``, or
+  ``"idle"`` if the clock had already passed their idle timeout. Measuring idleness against
+  the clock (not against the arriving packet's own time) makes expiry at batch ends exactly
+  equivalent to expiry at the next packet, so results do not depend on how the input is
+  chunked, even when timestamps step backwards.
+* **Per-flow record.** The first ``T`` packets' 9 channels in :data:`janus.contract.CHANNELS`
+  order (``iat`` = seconds since the newest earlier packet of the flow, clamped at 0 so that a
+  slightly reordered capture never yields negative gaps; 0 for the first packet) and
+  whole-flow totals: packets, bytes on the wire, first and newest timestamps.
+* **Order.** Output flows are sorted by ``start_time``, ties broken by the position of their
+  first packet in the input. The result is a pure function of the packet sequence.
+
+Memory scales with the number of *active* flows: per-flow state lives in slot arrays that are
+recycled; at the end of every batch flows idle for longer than ``idle_timeout`` (against the
+clock) are moved to compact output buffers (only their kept packet rows, no padding).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .batch import TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, PacketBatch
+from .contract import (
+    ACK,
+    DEFAULT_MAX_PACKETS,
+    DIRECTION,
+    END_REASONS,
+    FIN,
+    IAT,
+    N_CHANNELS,
+    PSH,
+    RST,
+    SIZE,
+    SYN,
+    WIN,
+)
+
+_PROTO_TCP = 6
+REASON_FIN, REASON_RST, REASON_IDLE, REASON_ACTIVE, REASON_NEW_SYN, REASON_EOF = (
+    END_REASONS.index(r) for r in ("fin", "rst", "idle", "active", "new_syn", "eof")
+)
+
+# Columns of the per-slot integer state ``st_i`` (int64) and float state ``st_f`` (float64).
+_I_LEN, _I_NPK, _I_NBYTES, _I_SEQ, _I_FILE, _I_INIT_A, _I_FINS, _I_EST, _I_REASON, _I_DONE = range(10)
+_N_I = 10
+_F_START, _F_LAST = range(2)
+_N_F = 2
+# Bits of ``_I_FINS``: FIN seen from the initiator / from the responder.
+_FIN_FWD, _FIN_BWD = 1, 2
+
+_INITIAL_SLOTS = 1024
+
+
+@dataclass
+class FlowResult:
+    """Assembled flows, ordered by ``start_time`` (ties: first-packet order). Length ``N``."""
+
+    packets: np.ndarray  # float32 (N, T, 9), first T packets, zero-padded
+    lengths: np.ndarray  # int32 (N,), valid rows per flow, 1..T
+    src_ip: np.ndarray  # uint64 (N, 2), the initiator's address words
+    dst_ip: np.ndarray  # uint64 (N, 2)
+    src_port: np.ndarray  # int32 (N,)
+    dst_port: np.ndarray  # int32 (N,)
+    proto: np.ndarray  # int16 (N,)
+    start_time: np.ndarray  # float64 (N,), Unix seconds of the first packet
+    end_time: np.ndarray  # float64 (N,), Unix seconds of the newest packet
+    n_packets: np.ndarray  # int64 (N,), whole flow
+    n_bytes: np.ndarray  # int64 (N,), whole flow, wire bytes
+    end_reason: np.ndarray  # int8 (N,), index into contract.END_REASONS
+    file_index: np.ndarray  # int32 (N,), capture file of the first packet
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def end_reason_text(self) -> list[str]:
+        """``end_reason`` as the strings of :data:`janus.contract.END_REASONS`."""
+        return np.asarray(END_REASONS, dtype=object)[self.end_reason].tolist()
+
+
+# --------------------------------------------------------------------------- key mapping
+def canonical_keys(batch: PacketBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical key columns and orientation of every packet.
+
+    Returns ``keys`` uint64 ``(n, 5)`` = ``(a_hi, a_lo, b_hi, b_lo, a_port<<24 | b_port<<8 |
+    proto)`` where endpoint ``a = (address, port)`` is the numerically smaller one, and
+    ``src_is_a`` bool ``(n,)``.
+    """
+    s_hi, s_lo, d_hi, d_lo = batch.src_ip[:, 0], batch.src_ip[:, 1], batch.dst_ip[:, 0], batch.dst_ip[:, 1]
+    sp, dp = batch.src_port.astype(np.uint64), batch.dst_port.astype(np.uint64)
+    src_is_a = (s_hi < d_hi) | ((s_hi == d_hi) & ((s_lo < d_lo) | ((s_lo == d_lo) & (sp <= dp))))
+    keys = np.empty((len(batch), 5), np.uint64)
+    keys[:, 0] = np.where(src_is_a, s_hi, d_hi)
+    keys[:, 1] = np.where(src_is_a, s_lo, d_lo)
+    keys[:, 2] = np.where(src_is_a, d_hi, s_hi)
+    keys[:, 3] = np.where(src_is_a, d_lo, s_lo)
+    a_port, b_port = np.where(src_is_a, sp, dp), np.where(src_is_a, dp, sp)
+    keys[:, 4] = (a_port << np.uint64(24)) | (b_port << np.uint64(8)) | batch.proto.astype(np.uint64)
+    return keys, src_is_a
+
+
+def hash_keys(keys: np.ndarray, seed: int) -> np.ndarray:
+    """64-bit hash of each key row (uint64 ``(n, 5)`` -> uint64 ``(n,)``), salted by ``seed``.
+
+    A multiply-xorshift mix per column (wrapping uint64 arithmetic). Distinct keys can collide;
+    callers detect that and retry with another seed.
+    """
+    mult = np.uint64(0x9E3779B97F4A7C15)
+    h = np.full(keys.shape[0], np.uint64((0x243F6A8885A308D3 + seed * 0x9E3779B9) & (2**64 - 1)))
+    with np.errstate(over="ignore"):
+        for j in range(keys.shape[1]):
+            h ^= keys[:, j]
+            h *= mult
+            h ^= h >> np.uint64(31)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(29)
+    return h
+
+
+# --------------------------------------------------------------------------- the state machine
+# The per-packet state machine is sequential by nature: whether packet i opens a flow, joins
+# one or closes one depends on every earlier packet of its key (FIN/RST state, timeouts,
+# initiator). NumPy cannot express that recurrence without a Python-level loop over packets
+# (~1 us each), so the loop is compiled with numba; everything around it (key hashing,
+# key -> dense id mapping, harvesting finished flows) stays vectorised NumPy.
+@numba.njit(cache=True, nogil=True)
+def _assemble(
+    start, uid, src_is_a, ts, wire_len, flags, win, proto, file_index, seq0,
+    u_slot, st_i, st_f, pk, free, n_free, alloc, alloc_u, n_alloc, clock,
+    max_packets, idle_timeout, active_timeout,
+):  # pragma: no cover - compiled
+    """Feed packets ``start..n-1`` into the slot state. Returns ``(next, clock, n_free, n_alloc)``;
+    ``next < n`` means the free-slot stack ran dry at packet ``next`` (caller grows and resumes)."""
+    n = ts.shape[0]
+    for i in range(start, n):
+        t = ts[i]
+        clock = max(clock, t)
+        u = uid[i]
+        f = flags[i]
+        is_tcp = proto[i] == _PROTO_TCP
+        pure_syn = is_tcp and (f & TCP_SYN) != 0 and (f & TCP_ACK) == 0
+        s = u_slot[u]
+        if s >= 0:
+            end = -1
+            if clock - st_f[s, _F_LAST] > idle_timeout:
+                end = REASON_IDLE
+            elif t - st_f[s, _F_START] > active_timeout:
+                end = REASON_ACTIVE
+            elif pure_syn and (st_i[s, _I_REASON] >= 0 or st_i[s, _I_EST] != 0):
+                end = REASON_NEW_SYN
+            if end >= 0:
+                if st_i[s, _I_REASON] < 0:  # a closed flow keeps "fin"/"rst"
+                    st_i[s, _I_REASON] = end
+                st_i[s, _I_DONE] = 1
+                s = -1
+        if s < 0:
+            if n_free == 0:
+                return i, clock, n_free, n_alloc
+            n_free -= 1
+            s = free[n_free]
+            alloc[n_alloc] = s
+            alloc_u[n_alloc] = u
+            n_alloc += 1
+            u_slot[u] = s
+            first_from_a = src_is_a[i]
+            if is_tcp and (f & TCP_SYN) != 0 and (f & TCP_ACK) != 0:
+                first_from_a = not first_from_a  # a SYN-ACK is sent by the responder
+            st_i[s, _I_LEN] = 0
+            st_i[s, _I_NPK] = 0
+            st_i[s, _I_NBYTES] = 0
+            st_i[s, _I_SEQ] = seq0 + i
+            st_i[s, _I_FILE] = file_index[i]
+            st_i[s, _I_INIT_A] = 1 if first_from_a else 0
+            st_i[s, _I_FINS] = 0
+            st_i[s, _I_EST] = 0
+            st_i[s, _I_REASON] = -1
+            st_i[s, _I_DONE] = 0
+            st_f[s, _F_START] = t
+            st_f[s, _F_LAST] = t
+        backward = (st_i[s, _I_INIT_A] != 0) != src_is_a[i]
+        pos = st_i[s, _I_LEN]
+        if pos < max_packets:
+            gap = t - st_f[s, _F_LAST] if pos > 0 else 0.0
+            row = pk[s, pos]
+            row[SIZE] = wire_len[i]
+            row[IAT] = max(0.0, gap)
+            row[DIRECTION] = 1.0 if backward else 0.0
+            row[SYN] = 1.0 if (f & TCP_SYN) != 0 else 0.0
+            row[FIN] = 1.0 if (f & TCP_FIN) != 0 else 0.0
+            row[RST] = 1.0 if (f & TCP_RST) != 0 else 0.0
+            row[PSH] = 1.0 if (f & TCP_PSH) != 0 else 0.0
+            row[ACK] = 1.0 if (f & TCP_ACK) != 0 else 0.0
+            row[WIN] = win[i]
+            st_i[s, _I_LEN] = pos + 1
+        st_i[s, _I_NPK] += 1
+        st_i[s, _I_NBYTES] += wire_len[i]
+        st_f[s, _F_LAST] = max(st_f[s, _F_LAST], t)
+        if is_tcp:
+            if (f & TCP_SYN) == 0:
+                st_i[s, _I_EST] = 1
+            if st_i[s, _I_REASON] < 0:
+                if (f & TCP_RST) != 0:
+                    st_i[s, _I_REASON] = REASON_RST
+                elif (f & TCP_FIN) != 0:
+                    st_i[s, _I_FINS] |= _FIN_BWD if backward else _FIN_FWD
+                    if st_i[s, _I_FINS] == (_FIN_FWD | _FIN_BWD):
+                        st_i[s, _I_REASON] = REASON_FIN
+    return n, clock, n_free, n_alloc
+
+
+# --------------------------------------------------------------------------- the assembler
+class FlowAssembler:
+    """Assemble flows from a stream of :class:`PacketBatch` (see the module docstring).
+
+    ``max_packets`` is ``T``; timeouts are in seconds (``active_timeout=None``: never split a
+    flow for its length). Call :meth:`add` with batches in capture order, then :meth:`finish`.
+    """
+
+    def __init__(
+        self,
+        max_packets: int = DEFAULT_MAX_PACKETS,
+        idle_timeout: float = 120.0,
+        active_timeout: float | None = None,
+    ) -> None:
+        if max_packets < 1:
+            raise ValueError(f"max_packets must be >= 1, got {max_packets}")
+        if not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be > 0 seconds, got {idle_timeout}")
+        if active_timeout is not None and not active_timeout > 0:
+            raise ValueError(f"active_timeout must be > 0 seconds or None, got {active_timeout}")
+        self.max_packets = int(max_packets)
+        self.idle_timeout = float(idle_timeout)
+        self.active_timeout = math.inf if active_timeout is None else float(active_timeout)
+        self._seed = 0
+        self._clock = -math.inf
+        self._seq = 0  # packets consumed so far (global first-packet order)
+        self._finished = False
+        # Slot state; a slot holds one active (or just-ended) flow.
+        self._cap = 0
+        self._st_i = np.zeros((0, _N_I), np.int64)
+        self._st_f = np.zeros((0, _N_F), np.float64)
+        self._pk = np.zeros((0, self.max_packets, N_CHANNELS), np.float32)
+        self._slot_key = np.zeros((0, 5), np.uint64)
+        self._inuse = np.zeros(0, bool)
+        self._free = np.zeros(0, np.int64)
+        self._n_free = 0
+        self._grow(_INITIAL_SLOTS)
+        # Key table of flows that can still receive packets: sorted hashes -> slot.
+        self._tab_hash = np.zeros(0, np.uint64)
+        self._tab_slot = np.zeros(0, np.int64)
+        self._out: list[dict[str, np.ndarray]] = []
+
+    # ----------------------------------------------------------------- public API
+    @property
+    def n_active(self) -> int:
+        """Flows currently held in memory (not yet moved to the output buffers)."""
+        return int(self._inuse.sum())
+
+    def add(self, batch: PacketBatch) -> None:
+        """Feed the next packets of the stream (in capture order)."""
+        if self._finished:
+            raise RuntimeError("FlowAssembler.add() after finish()")
+        n = len(batch)
+        if n == 0:
+            return
+        keys, src_is_a = canonical_keys(batch)
+        uid, u_hash, u_keys, u_slot, u_pos, u_found = self._map_keys(keys)
+        alloc, alloc_u = np.empty(n, np.int64), np.empty(n, np.int64)
+        n_alloc, i = 0, 0
+        flags = batch.tcp_flags.astype(np.uint8, copy=False)
+        while True:
+            i, self._clock, self._n_free, n_alloc = _assemble(
+                i, uid, src_is_a, batch.ts.astype(np.float64, copy=False),
+                batch.wire_len.astype(np.int64, copy=False), flags,
+                batch.tcp_win.astype(np.float32, copy=False), batch.proto.astype(np.uint8, copy=False),
+                batch.file_index.astype(np.int32, copy=False), self._seq,
+                u_slot, self._st_i, self._st_f, self._pk, self._free, self._n_free, alloc, alloc_u, n_alloc,
+                self._clock, self.max_packets, self.idle_timeout, self.active_timeout,
+            )
+            if i >= n:
+                break
+            self._grow(2 * self._cap)
+        self._seq += n
+        new_slots = alloc[:n_alloc]
+        self._inuse[new_slots] = True
+        self._slot_key[new_slots] = u_keys[alloc_u[:n_alloc]]
+        self._update_table(u_slot, u_pos, u_found, u_hash)
+        self._expire(final=False)
+
+    def finish(self) -> FlowResult:
+        """End every remaining flow and return all flows, ordered by start time."""
+        if not self._finished:
+            self._expire(final=True)
+            self._finished = True
+        return self._collect()
+
+    # ----------------------------------------------------------------- internals
+    def _grow(self, cap: int) -> None:
+        old = self._cap
+        self._st_i = np.concatenate([self._st_i, np.zeros((cap - old, _N_I), np.int64)])
+        self._st_f = np.concatenate([self._st_f, np.zeros((cap - old, _N_F), np.float64)])
+        pk = np.zeros((cap, self.max_packets, N_CHANNELS), np.float32)
+        pk[:old] = self._pk
+        self._pk = pk
+        self._slot_key = np.concatenate([self._slot_key, np.zeros((cap - old, 5), np.uint64)])
+        self._inuse = np.concatenate([self._inuse, np.zeros(cap - old, bool)])
+        # Free stack: pop from the end, so lower slot numbers are handed out first.
+        free = np.empty(cap, np.int64)
+        free[: self._n_free] = self._free[: self._n_free]
+        free[self._n_free : self._n_free + cap - old] = np.arange(cap - 1, old - 1, -1)
+        self._n_free += cap - old
+        self._free = free
+        self._cap = cap
+
+    def _map_keys(self, keys: np.ndarray):
+        """Dense batch-local key ids and the slot each key's flow currently occupies.
+
+        ``keys`` uint64 (n, 5) -> ``uid`` (n,) in 0..U-1, and per distinct key (U,): its hash,
+        key row, slot (-1: no flow held), table position and whether the table had it.
+
+        Keys are hashed to 64 bits; ``np.unique`` turns hashes into dense ids, and a sorted
+        table of the hashes of flows still held maps ids to slots (``searchsorted``). Every
+        hash match is verified against the full key; on any collision the whole mapping is
+        redone with a new salt (the table is rehashed from the stored slot keys).
+        """
+        while True:
+            h = hash_keys(keys, self._seed)
+            u_hash, first, uid = np.unique(h, return_index=True, return_inverse=True)
+            u_keys = keys[first]
+            if not np.array_equal(u_keys[uid], keys):
+                self._rehash()
+                continue
+            pos = np.searchsorted(self._tab_hash, u_hash)
+            found = pos < self._tab_hash.shape[0]
+            found[found] = self._tab_hash[pos[found]] == u_hash[found]
+            u_slot = np.full(u_hash.shape[0], -1, np.int64)
+            u_slot[found] = self._tab_slot[pos[found]]
+            if not np.array_equal(self._slot_key[u_slot[found]], u_keys[found]):
+                self._rehash()
+                continue
+            return uid.astype(np.int64).reshape(-1), u_hash, u_keys, u_slot, pos, found
+
+    def _rehash(self) -> None:
+        self._seed += 1
+        h = hash_keys(self._slot_key[self._tab_slot], self._seed)
+        order = np.argsort(h, kind="stable")
+        self._tab_hash, self._tab_slot = h[order], self._tab_slot[order]
+
+    def _update_table(self, u_slot, u_pos, u_found, u_hash) -> None:
+        """Point every key seen in this batch at its current slot; insert new keys."""
+        self._tab_slot[u_pos[u_found]] = u_slot[u_found]
+        new = ~u_found
+        if new.any():
+            # Merge two sorted arrays: each new hash lands before the table entries >= it.
+            ins = u_pos[new] + np.arange(int(new.sum()))
+            total = self._tab_hash.shape[0] + ins.shape[0]
+            is_new = np.zeros(total, bool)
+            is_new[ins] = True
+            th, ts_ = np.empty(total, np.uint64), np.empty(total, np.int64)
+            th[is_new], ts_[is_new] = u_hash[new], u_slot[new]
+            th[~is_new], ts_[~is_new] = self._tab_hash, self._tab_slot
+            self._tab_hash, self._tab_slot = th, ts_
+
+    def _expire(self, final: bool) -> None:
+        """Move finished flows to the output buffers and free their slots.
+
+        Finished = ended inside a batch, or idle past ``idle_timeout`` against the clock, or
+        (``final``) anything left at end of input.
+        """
+        st_i, st_f = self._st_i, self._st_f
+        idle = self._inuse & (st_i[:, _I_DONE] == 0) & (self._clock - st_f[:, _F_LAST] > self.idle_timeout)
+        reason = st_i[:, _I_REASON]
+        reason[idle & (reason < 0)] = REASON_IDLE
+        st_i[idle, _I_DONE] = 1
+        if final:
+            rest = self._inuse & (st_i[:, _I_DONE] == 0)
+            reason[rest & (reason < 0)] = REASON_EOF
+            st_i[rest, _I_DONE] = 1
+        done = np.flatnonzero(self._inuse & (st_i[:, _I_DONE] != 0))
+        if done.size == 0:
+            return
+        self._harvest(done)
+        # Drop table entries whose flow just left (their key may reappear as a new flow).
+        self._inuse[done] = False
+        keep = self._inuse[self._tab_slot]
+        self._tab_hash, self._tab_slot = self._tab_hash[keep], self._tab_slot[keep]
+        k = done.shape[0]
+        self._free[self._n_free : self._n_free + k] = done[::-1]
+        self._n_free += k
+
+    def _harvest(self, done: np.ndarray) -> None:
+        st_i, st_f = self._st_i, self._st_f
+        lengths = st_i[done, _I_LEN].astype(np.int32)
+        rows_mask = np.arange(self.max_packets)[None, :] < lengths[:, None]  # (k, T)
+        init_a = st_i[done, _I_INIT_A] != 0
+        key = self._slot_key[done]
+        a, b = key[:, 0:2], key[:, 2:4]
+        a_port = ((key[:, 4] >> np.uint64(24)) & np.uint64(0xFFFF)).astype(np.int32)
+        b_port = ((key[:, 4] >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.int32)
+        self._out.append({
+            "rows": self._pk[done][rows_mask],  # (sum lengths, 9), compact
+            "lengths": lengths,
+            "src_ip": np.where(init_a[:, None], a, b),
+            "dst_ip": np.where(init_a[:, None], b, a),
+            "src_port": np.where(init_a, a_port, b_port),
+            "dst_port": np.where(init_a, b_port, a_port),
+            "proto": (key[:, 4] & np.uint64(0xFF)).astype(np.int16),
+            "start_time": st_f[done, _F_START].copy(),
+            "end_time": st_f[done, _F_LAST].copy(),
+            "n_packets": st_i[done, _I_NPK].copy(),
+            "n_bytes": st_i[done, _I_NBYTES].copy(),
+            "end_reason": st_i[done, _I_REASON].astype(np.int8),
+            "file_index": st_i[done, _I_FILE].astype(np.int32),
+            "seq": st_i[done, _I_SEQ].copy(),
+        })
+
+    def _collect(self) -> FlowResult:
+        T = self.max_packets
+        if self._out:
+            cat = {k: np.concatenate([c[k] for c in self._out]) for k in self._out[0]}
+        else:
+            cat = {"rows": np.zeros((0, N_CHANNELS), np.float32), "lengths": np.zeros(0, np.int32),
+                   "src_ip": np.zeros((0, 2), np.uint64), "dst_ip": np.zeros((0, 2), np.uint64),
+                   "src_port": np.zeros(0, np.int32), "dst_port": np.zeros(0, np.int32),
+                   "proto": np.zeros(0, np.int16), "start_time": np.zeros(0), "end_time": np.zeros(0),
+                   "n_packets": np.zeros(0, np.int64), "n_bytes": np.zeros(0, np.int64),
+                   "end_reason": np.zeros(0, np.int8), "file_index": np.zeros(0, np.int32),
+                   "seq": np.zeros(0, np.int64)}
+        self._out = [cat]  # finish() is idempotent and holds one copy
+        n = cat["lengths"].shape[0]
+        order = np.lexsort((cat["seq"], cat["start_time"]))
+        # Scatter compact rows into the padded tensor, in output order.
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(cat["lengths"], out=offsets[1:])
+        lengths = cat["lengths"][order]
+        packets = np.zeros((n, T, N_CHANNELS), np.float32)
+        mask = np.arange(T)[None, :] < lengths[:, None]
+        # Row index (in the compact buffer) of each kept packet, in output order.
+        src_rows = (offsets[order][:, None] + np.arange(T)[None, :])[mask]
+        packets[mask] = cat["rows"][src_rows]
+        return FlowResult(
+            packets=packets, lengths=lengths.astype(np.int32),
+            **{k: cat[k][order] for k in ("src_ip", "dst_ip", "src_port", "dst_port", "proto",
+                                          "start_time", "end_time", "n_packets", "n_bytes",
+                                          "end_reason", "file_index")},
+        )
+
+
+def assemble_flows(
+    batches, max_packets: int = DEFAULT_MAX_PACKETS, idle_timeout: float = 120.0,
+    active_timeout: float | None = None,
+) -> FlowResult:
+    """Convenience: run a :class:`FlowAssembler` over an iterable of batches."""
+    asm = FlowAssembler(max_packets, idle_timeout, active_timeout)
+    for batch in batches:
+        asm.add(batch)
+    return asm.finish()
