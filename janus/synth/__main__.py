@@ -1,0 +1,5 @@
+"""``python -m janus.synth``."""
+
+from .cli import main
+
+raise SystemExit(main())
