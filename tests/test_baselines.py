@@ -1,0 +1,181 @@
+"""Tests for janus/baselines: every detector separates an obvious shift, is deterministic per
+seed, and saves/loads to identical scores; KitNET's feature map; the CLI reads no labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from janus import baselines, contract, metrics
+from janus.baselines.base import FeatureScaler
+from janus.baselines.kitnet import feature_groups
+from janus.io import write_npz, write_parquet
+
+# Small, fast settings: the point is behaviour, not final quality.
+FAST = {
+    "nf": {"epochs": 6, "hidden": 32, "transforms": 2},
+    "kitnet": {"epochs": 8},
+    "flowcfm": {"epochs": 8, "hidden": 64},
+    "iforest": {"n_estimators": 50},
+    "lof": {},
+    "ocsvm": {},
+}
+
+
+def _benign(n: int, seed: int) -> np.ndarray:
+    """Flow-feature-like data (N, 20): positive, heavy-tailed, correlated via 3 latents."""
+    rng = np.random.default_rng(seed)
+    mix = np.random.default_rng(99).normal(size=(3, 20))
+    x = np.exp(rng.normal(size=(n, 3)) @ mix * 0.4 + rng.normal(size=(n, 20)) * 0.2 + 2.0)
+    x[:, contract.FLOW_FEATURES.index("fwd_ratio")] = rng.uniform(0.4, 0.6, n)
+    return x
+
+
+def _shifted(n: int, seed: int) -> np.ndarray:
+    x = _benign(n, seed)
+    x[:, :10] *= 30.0  # a large multiplicative shift of half the features
+    return x
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the tests share a small machine, and oversubscription is slow."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _benign(600, 0), _benign(200, 1), _benign(200, 2), _shifted(200, 3)
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_detector_fits_scores_is_deterministic_and_round_trips(name, data, tmp_path):
+    train, val, test_benign, test_attack = data
+    x = np.concatenate([test_benign, test_attack])
+    y = np.r_[np.zeros(len(test_benign)), np.ones(len(test_attack))].astype(int)
+
+    det = baselines.make_detector(name, seed=3, **FAST[name]).fit(train, val)
+    s = det.score(x)
+    assert s.shape == (len(x),) and s.dtype == np.float64 and np.isfinite(s).all()
+    assert metrics.auroc(y, s) > 0.9
+
+    again = baselines.make_detector(name, seed=3, **FAST[name]).fit(train, val).score(x)
+    np.testing.assert_array_equal(s, again)
+
+    det.save(tmp_path / name)
+    loaded = baselines.Detector.load(tmp_path / name)
+    assert type(loaded) is type(det) and loaded.params == det.params
+    np.testing.assert_array_equal(loaded.score(x), s)
+    assert det.score(x[:0]).shape == (0,)
+
+
+@pytest.mark.parametrize("name", ["nf", "iforest"])
+def test_seed_changes_the_model(name, data):
+    train, val, test_benign, _ = data
+    a = baselines.make_detector(name, seed=0, **FAST[name]).fit(train, val).score(test_benign)
+    b = baselines.make_detector(name, seed=1, **FAST[name]).fit(train, val).score(test_benign)
+    assert not np.array_equal(a, b)
+
+
+def test_feature_scaler_standardises_train_and_keeps_fwd_ratio_linear():
+    x = _benign(500, 0)
+    sc = FeatureScaler().fit(x)
+    z = sc.transform(x)
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=1e-4)
+    j = contract.FLOW_FEATURES.index("fwd_ratio")
+    np.testing.assert_allclose(z[:, j], (x[:, j] - x[:, j].mean()) / x[:, j].std(), atol=1e-5)
+    d = contract.FLOW_FEATURES.index("duration")  # times: log1p(x / 1 us)
+    expected = np.log1p(x[:, d] / 1e-6)
+    np.testing.assert_allclose(z[:, d], (expected - expected.mean()) / expected.std(), atol=1e-4)
+    # A constant training column is divided by 1, so a shift shows up as its raw size.
+    x[:, 16] = 0.0
+    sc = FeatureScaler().fit(x)
+    assert sc.std[16] == 1.0
+    assert sc.transform(np.where(np.arange(20) == 16, np.e - 1, x[:1]))[0, 16] == \
+        pytest.approx(1.0)
+    # Round trip through JSON.
+    back = FeatureScaler.from_dict(json.loads(json.dumps(sc.to_dict())))
+    np.testing.assert_array_equal(back.transform(x), sc.transform(x))
+
+
+def test_feature_scaler_matches_the_janus_flow_token_transform():
+    from janus.data import FLOW_SCALE, _log1p_scaled
+
+    x = _benign(300, 4)
+    sc = FeatureScaler().fit(x)
+    f = _log1p_scaled(x, FLOW_SCALE)
+    np.testing.assert_allclose(sc.transform(x), (f - f.mean(0)) / f.std(0), atol=1e-5)
+
+
+def test_kitnet_feature_map_recovers_correlated_blocks():
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(2000, 3))
+    blocks = [list(range(7)), list(range(7, 14)), list(range(14, 20))]
+    z = np.empty((2000, 20))
+    for b, cols in enumerate(blocks):
+        z[:, cols] = latent[:, [b]] + 0.1 * rng.normal(size=(2000, len(cols)))
+    assert feature_groups(z, max_size=10) == blocks
+    groups = feature_groups(z, max_size=4)
+    assert all(len(g) <= 4 for g in groups)
+    assert sorted(i for g in groups for i in g) == list(range(20))
+    # Groups never straddle blocks: splitting happens inside the block subtrees first.
+    assert all(any(set(g) <= set(b) for b in blocks) for g in groups)
+    assert feature_groups(z, max_size=20) == [list(range(20))]
+
+
+def test_unknown_hyper_parameter_is_a_config_error():
+    from janus.errors import JanusError
+
+    with pytest.raises(JanusError, match="no hyper-parameters"):
+        baselines.make_detector("iforest", trees=10)
+    with pytest.raises(JanusError, match="unknown detector"):
+        baselines.make_detector("svm")
+
+
+def test_cli_train_and_score_without_any_labels_file(tmp_path):
+    n = 700
+    x = np.concatenate([_benign(600, 0), _shifted(100, 5)])
+    data = tmp_path / "ds"
+    write_parquet(data / contract.FEATURES_FILE, pa.table(
+        {"flow_id": np.arange(n, dtype=np.int64),
+         **{c: x[:, j] for j, c in enumerate(contract.FLOW_FEATURES)}}))
+    assert not (data / contract.LABELS_FILE).exists()  # training must not need labels
+    ids = np.arange(n, dtype=np.int64)
+    write_npz(tmp_path / "splits.npz", train=ids[:400], val=ids[400:500], test=ids[500:],
+              meta=np.array("{}"))
+    model = tmp_path / "model"
+    assert baselines.main(["train", "--detector", "iforest", "--data", str(data),
+                           "--splits", str(tmp_path / "splits.npz"), "--seed", "1",
+                           "--out", str(model), "--param", "n_estimators=30"]) == 0
+    meta = json.loads((model / "detector.json").read_text())
+    assert meta["detector"] == "iforest" and meta["params"]["n_estimators"] == 30
+    assert meta["history"]["n_train"] == 400
+    out = tmp_path / "scores.parquet"
+    assert baselines.main(["score", "--model", str(model), "--data", str(data),
+                           "--out", str(out), "--splits", str(tmp_path / "splits.npz")]) == 0
+    table = pq.read_table(out)
+    assert table.column_names == ["flow_id", "score"]
+    np.testing.assert_array_equal(table.column("flow_id").to_numpy(), ids[400:])
+    s = table.column("score").to_numpy()
+    assert metrics.auroc(np.r_[np.zeros(100), np.ones(100)].astype(int), s[100:]) > 0.9
+    # Without --splits every flow is scored.
+    assert baselines.main(["score", "--model", str(model), "--data", str(data),
+                           "--out", str(out)]) == 0
+    assert pq.read_table(out).num_rows == n
+
+
+def test_cli_errors_name_the_file(tmp_path, capsys):
+    rc = baselines.main(["score", "--model", str(tmp_path / "none"), "--data", str(tmp_path),
+                         "--out", str(tmp_path / "s.parquet")])
+    assert rc == 2
+    assert "flow_features.parquet: not found" in capsys.readouterr().err

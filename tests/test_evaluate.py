@@ -1,0 +1,179 @@
+"""Tests for janus/evaluate.py, including the proof that aggregation never sees a label."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import math
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from janus import aggregate, contract, evaluate, metrics
+from janus.io import write_npz, write_parquet
+
+N = 600
+TRAIN, VAL = np.arange(0, 200), np.arange(200, 300)
+TEST = np.arange(300, N)
+
+
+_WATCH: dict = {"installed": False, "list": None}
+
+
+def _audit(event, args):
+    if event == "open" and args and _WATCH["list"] is not None:
+        _WATCH["list"].append(str(args[0]))
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    """A scores file with the 10 JANUS columns, labels with 2 attack classes, and splits."""
+    rng = np.random.default_rng(0)
+    label = np.zeros(N, np.int8)
+    attack = np.array(["benign"] * N, dtype=object)
+    label[450:520], attack[450:520] = 1, "dos"
+    label[520:580], attack[520:580] = 1, "portscan"
+    label[580:], attack[580:] = -1, "unknown"
+    shift = np.where(attack == "dos", 3.0, np.where(attack == "portscan", 1.0, 0.0))
+    cols = {c: rng.normal(size=N) + shift * (j % 3) for j, c in enumerate(contract.SCORE_COLUMNS)}
+    folder = tmp_path / "ds"
+    write_parquet(tmp_path / "scores.parquet",
+                  pa.table({"flow_id": np.arange(N, dtype=np.int64), **cols}))
+    write_parquet(folder / contract.LABELS_FILE, pa.table({
+        "flow_id": np.arange(N, dtype=np.int64), "label": pa.array(label, pa.int8()),
+        "attack": pa.array(attack.tolist(), pa.string()),
+        "label_source": pa.array(["csv"] * N, pa.string())}))
+    write_npz(tmp_path / "splits.npz", train=TRAIN, val=VAL, test=TEST,
+              meta=np.array(json.dumps({"seed": 0})))
+    return tmp_path, label, attack
+
+
+def _aggregate(tmp_path, out_name):
+    out = tmp_path / out_name
+    assert aggregate.main(["--scores", str(tmp_path / "scores.parquet"),
+                           "--splits", str(tmp_path / "splits.npz"), "--out", str(out)]) == 0
+    return out
+
+
+def _evaluate(tmp_path, agg, out_name, *extra):
+    out = tmp_path / out_name
+    assert evaluate.main(["--scores", str(agg), "--labels", str(tmp_path / "ds" / "labels.parquet"),
+                          "--splits", str(tmp_path / "splits.npz"), "--out", str(out),
+                          *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_metrics_file_values_and_metadata(dataset):
+    tmp_path, label, _ = dataset
+    agg = _aggregate(tmp_path, "agg.parquet")
+    m = _evaluate(tmp_path, agg, "m.json", "--detector", "janus", "--source", "A",
+                  "--target", "B", "--seed", "3")
+    assert (m["detector"], m["source"], m["target"], m["seed"]) == ("janus", "A", "B", 3)
+    assert (m["n_benign"], m["n_attack"], m["n_unknown"], m["n_val"]) == (150, 130, 20, 100)
+    assert list(m["columns"]) == [*aggregate.METHODS, *contract.SCORE_COLUMNS]
+    # Recompute one column by hand from the files.
+    table = pq.read_table(agg)
+    s = table.column("oas").to_numpy()
+    known = label[TEST] >= 0
+    y, st = label[TEST][known], s[TEST][known]
+    col = m["columns"]["oas"]
+    assert col["auroc"] == pytest.approx(metrics.auroc(y, st))
+    thr = np.percentile(s[VAL], 99)
+    assert col["p99"]["threshold"] == pytest.approx(thr)
+    assert col["p99"]["recall"] == pytest.approx(((st > thr) & (y == 1)).sum() / (y == 1).sum())
+    assert set(col["per_attack"]) == {"dos", "portscan"}
+    assert col["per_attack"]["dos"] > col["per_attack"]["portscan"] > 0.5
+    # A column with no signal is near 0.5; one with the shift is clearly above.
+    assert abs(m["columns"]["terminal_norm"]["auroc"] - 0.5) < 0.1
+    assert m["columns"]["terminal_packet"]["auroc"] > 0.9
+
+
+def test_single_class_test_set_writes_null_not_nan(dataset, tmp_path):
+    root, _, _ = dataset
+    write_npz(root / "splits.npz", train=TRAIN, val=VAL, test=np.arange(300, 450),
+              meta=np.array("{}"))
+    m = _evaluate(root, root / "scores.parquet", "m1.json")
+    col = m["columns"]["terminal_norm"]
+    assert col["auroc"] is None and col["tpr_at_1fpr"] is None and col["per_attack"] == {}
+    assert "NaN" not in (root / "m1.json").read_text()
+
+
+def test_permuting_attack_labels_leaves_aggregation_byte_identical(dataset, monkeypatch):
+    """Proof that no attack label is used before evaluation.
+
+    1. Aggregating with the real labels beside the data and with the labels permuted gives
+       byte-identical files, while evaluation of the same files does change.
+    2. While aggregation runs, every Python-level way of opening a file (builtins.open,
+       io.open via the audit hook, pyarrow/polars/numpy readers) is watched, and none of
+       them is pointed at labels.parquet.
+    3. Aggregation succeeds with no labels file anywhere.
+    """
+    tmp_path, label, attack = dataset
+    labels_path = tmp_path / "ds" / contract.LABELS_FILE
+
+    opened: list[str] = []
+    _WATCH["list"] = opened
+    if not _WATCH["installed"]:  # an audit hook cannot be removed: install it once
+        sys.addaudithook(_audit)
+        _WATCH["installed"] = True
+    import polars as pl
+
+    def spy(fn):
+        def wrapped(source, *a, **k):
+            opened.append(str(source))
+            return fn(source, *a, **k)
+        return wrapped
+
+    monkeypatch.setattr(pq, "read_table", spy(pq.read_table))
+    monkeypatch.setattr(pq, "ParquetFile", spy(pq.ParquetFile))
+    monkeypatch.setattr(pl, "read_parquet", spy(pl.read_parquet))
+    monkeypatch.setattr(pl, "scan_parquet", spy(pl.scan_parquet))
+    monkeypatch.setattr(np, "load", spy(np.load))
+    monkeypatch.setattr(builtins, "open", spy(builtins.open))
+
+    opened.clear()
+    first = _aggregate(tmp_path, "agg_real.parquet").read_bytes()
+    assert not any(p.endswith(contract.LABELS_FILE) for p in opened), opened
+    assert any("scores.parquet" in p for p in opened)  # the spies do see the reads
+
+    rng = np.random.default_rng(1)
+    perm = rng.permutation(N)
+    write_parquet(labels_path, pa.table({
+        "flow_id": np.arange(N, dtype=np.int64), "label": pa.array(label[perm], pa.int8()),
+        "attack": pa.array(attack[perm].tolist(), pa.string()),
+        "label_source": pa.array(["csv"] * N, pa.string())}))
+    opened.clear()
+    second = _aggregate(tmp_path, "agg_perm.parquet").read_bytes()
+    assert second == first
+    assert not any(p.endswith(contract.LABELS_FILE) for p in opened), opened
+
+    labels_path.unlink()
+    assert _aggregate(tmp_path, "agg_none.parquet").read_bytes() == first
+    monkeypatch.undo()
+    _WATCH["list"] = None
+
+    # The permutation is not a no-op: evaluation of the same aggregated file moves.
+    write_parquet(labels_path, pa.table({
+        "flow_id": np.arange(N, dtype=np.int64), "label": pa.array(label[perm], pa.int8()),
+        "attack": pa.array(attack[perm].tolist(), pa.string()),
+        "label_source": pa.array(["csv"] * N, pa.string())}))
+    permuted = _evaluate(tmp_path, tmp_path / "agg_real.parquet", "perm.json")
+    assert abs(permuted["columns"]["oas"]["auroc"] - 0.5) < 0.15
+    assert not math.isclose(permuted["columns"]["terminal_packet"]["auroc"], 1.0)
+
+
+def test_aggregate_takes_no_labels_option():
+    options = {a for act in aggregate.build_parser()._actions for a in act.option_strings}
+    assert not any("label" in o for o in options)
+
+
+def test_missing_labels_file_is_a_clear_error(dataset, capsys):
+    tmp_path, _, _ = dataset
+    rc = evaluate.main(["--scores", str(tmp_path / "scores.parquet"), "--labels",
+                        str(tmp_path / "nope.parquet"), "--splits", str(tmp_path / "splits.npz"),
+                        "--out", str(tmp_path / "m.json")])
+    assert rc == 2
+    assert "nope.parquet: labels file not found" in capsys.readouterr().err
