@@ -1,0 +1,156 @@
+"""Score flows with a trained JANUS model: the 10-d vector of :data:`janus.contract.SCORE_COLUMNS`.
+
+All ten scores come from ONE forward pass of the network at the corner
+``(t_c, t_d) = (1, 0)``: the continuous inputs are the flow's own standardised values ``x1``
+(the terminal point of the CFM path, no noise) and every flag is MASK (the source of the
+discrete path). Notation for a flow with ``n`` valid packets: ``z_f`` (20,) the standardised
+flow features, ``z_p`` (n, 3) the standardised size/iat/win, ``b`` (n, 6) the observed flags,
+``v_f``, ``v_p`` the predicted velocities, ``l`` (n, 6) the flag logits.
+
+Continuous side. ``x0_hat = x1 - v(x1, t=1)`` is where the learned field says the flow came
+from in the Gaussian source: about ``N(0, I)`` for flows like the benign training flows, far out
+for flows the field does not know.
+
+* ``terminal_flow`` = ``mean_k (z_f - v_f)_k^2`` over the 20 flow features;
+* ``terminal_packet`` = ``mean_{i<=n, c} (z_p - v_p)_{i,c}^2`` over the 3n packet values;
+* ``terminal_norm`` = the mean of the same squares over all ``20 + 3n`` continuous values,
+  ``(20 terminal_flow + 3n terminal_packet) / (20 + 3n)``.
+
+Discrete side (exact masked evaluation, no sampling). With all flags hidden, the flag head gives
+``p_{i,c} = sigmoid(l_{i,c})`` = the probability that flag ``c`` of packet ``i`` is 1 given the
+flow features and the continuous values of packets ``1..i`` (packet-causal model):
+
+* ``disc_nll_<c>`` = ``mean_{i<=n} -log p(b_{i,c})`` (nats per packet) for
+  ``c`` in direction, syn, fin, rst, psh, ack;
+* ``disc_nll_total`` = the sum of those six = the mean per-packet NLL of the whole flag vector
+  under the head's factorised prediction.
+
+No randomness enters, so the scores are a deterministic function of the checkpoint and the
+flows; the same code scores any dataset (standardisation comes from the checkpoint). Flows are
+batched by length and padded to each batch's longest flow, which changes no score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .cli import run_main
+from .contract import N_FLOW_FEATURES, SCORE_COLUMNS
+from .data import Batch, Dataset, FeatureStats, length_batches, load_dataset
+from .errors import JanusError
+from .flowmatch import MASK
+from .io import write_parquet
+from .model import JanusNet
+from .splits import load_splits
+from .train import resolve_device
+
+log = logging.getLogger(__name__)
+
+#: Flows prepared at a time (bounds the memory of the float copies of the packet tensor).
+CHUNK_FLOWS = 131_072
+#: Most tokens (padded) per forward pass: batches of long flows hold fewer flows.
+MAX_TOKENS = 16_384
+
+
+@torch.no_grad()
+def score_batch(model: JanusNet, batch: Batch) -> torch.Tensor:
+    """The 10 scores (float32 ``(B, 10)``, :data:`SCORE_COLUMNS` order) of one batch."""
+    b = batch.flow.shape[0]
+    ones = torch.ones(b, device=batch.flow.device)
+    hidden = torch.full_like(batch.disc, MASK)
+    vf, vp, logits = model(batch.flow, batch.cont, hidden, batch.lengths, ones, 1.0 - ones)
+    m = batch.mask.float()  # (B, L)
+    n = m.sum(1)  # (B,)
+    sq_flow = ((batch.flow - vf.float()) ** 2).sum(1)  # (B,)
+    sq_pkt = (((batch.cont - vp.float()) ** 2).sum(2) * m).sum(1)  # (B,)
+    n_cont = batch.cont.shape[2]
+    nll = F.binary_cross_entropy_with_logits(logits.float(), batch.disc.float(), reduction="none")
+    nll_c = (nll * m[..., None]).sum(1) / n[:, None]  # (B, 6)
+    return torch.cat([
+        ((sq_flow + sq_pkt) / (N_FLOW_FEATURES + n_cont * n))[:, None],
+        (sq_flow / N_FLOW_FEATURES)[:, None],
+        (sq_pkt / (n_cont * n))[:, None],
+        nll_c.sum(1, keepdim=True),
+        nll_c,
+    ], dim=1)
+
+
+def score_flows(
+    model: JanusNet,
+    stats: FeatureStats,
+    ds: Dataset,
+    flow_ids: np.ndarray,
+    batch_size: int = 1024,
+    device: torch.device | str = "cpu",
+    disable_progress: bool | None = None,
+) -> np.ndarray:
+    """Scores of ``flow_ids`` of ``ds``: float64 ``(len(flow_ids), 10)``, rows in ``flow_ids`` order."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    flow_ids = np.asarray(flow_ids, dtype=np.int64)
+    out = np.empty((len(flow_ids), len(SCORE_COLUMNS)), dtype=np.float64)
+    with tqdm(total=len(flow_ids), desc="scoring", unit="flow", disable=disable_progress) as bar:
+        for start in range(0, len(flow_ids), CHUNK_FLOWS):
+            prep = stats.prepare(ds, flow_ids[start:start + CHUNK_FLOWS], model.cfg.max_packets)
+            for idx in length_batches(prep.lengths, batch_size, max_tokens=MAX_TOKENS):
+                out[start + idx] = score_batch(model, prep.batch(idx).to(device)).cpu().numpy()
+                bar.update(len(idx))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="janus score", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, type=Path, help="RUN_DIR/model.pt from 'janus train'")
+    p.add_argument("--data", required=True, type=Path, help="dataset folder to score (any dataset)")
+    p.add_argument("--out", required=True, type=Path, help="output SCORES.parquet (flow_id + 10 scores)")
+    p.add_argument("--splits", type=Path, default=None,
+                   help="score only the val and test flows of this SPLITS.npz (default: every flow)")
+    p.add_argument("--batch-size", type=int, default=1024, help="flows per forward pass (default 1024)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto = CUDA when available, else CPU (default auto)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds PyTorch's generator; the scores use no randomness, so every seed "
+                        "gives the same output (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = resolve_device(args.device)
+    model, _, stats = model_from_checkpoint(load_checkpoint(args.checkpoint))
+    ds = load_dataset(args.data)
+    if args.splits is not None:
+        splits = load_splits(args.splits)
+        flow_ids = np.union1d(splits["val"], splits["test"]).astype(np.int64)
+        if len(flow_ids) and flow_ids.max() >= ds.n_flows:
+            raise JanusError(f"{args.splits}: flow id {flow_ids.max()} >= {ds.n_flows} flows of "
+                             f"{args.data}; the splits belong to another dataset")
+    else:
+        flow_ids = np.arange(ds.n_flows, dtype=np.int64)
+    scores = score_flows(model, stats, ds, flow_ids, args.batch_size, device)
+    columns = {"flow_id": pa.array(flow_ids, pa.int64())}
+    columns.update({name: pa.array(scores[:, k]) for k, name in enumerate(SCORE_COLUMNS)})
+    write_parquet(args.out, pa.table(columns))
+    log.info("scored %d flows of %s -> %s", len(flow_ids), args.data, args.out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(build_parser, run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

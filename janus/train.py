@@ -1,0 +1,361 @@
+"""Train the JANUS flow-matching model on the benign training split of one dataset.
+
+One joint loss per minibatch (:func:`joint_loss`):
+
+* continuous (OT-CFM): ``x0 ~ N(0, I)`` over the FLOW token's 20 features and every valid
+  packet's 3 continuous channels, re-paired with the data by a Sinkhorn OT plan
+  (``--no-ot`` switches it off), ``t_c ~ U(0, 1)``, ``x_t = t_c x1 + (1 - t_c) x0 + sigma eps``;
+  loss = mean squared error of the predicted velocity against ``x1 - x0`` over all valid
+  continuous values of the batch (padding excluded);
+* discrete (mixture-path DFM, MASK source): ``t_d ~ U(0, 1)`` drawn independently of
+  ``t_c``; each valid flag is kept with probability ``kappa(t_d) = t_d`` and set to MASK
+  otherwise; loss = binary cross-entropy of the flag head against the clean flag, averaged
+  over the MASKED positions only (a kept flag is in the input, so a loss there would only
+  teach copying);
+* ``loss = continuous + lambda_disc * discrete`` (``--lambda-disc 0``: continuous-only
+  ablation, the flag head is not trained).
+
+Optimisation: AdamW, linear warm-up then cosine decay to 10 % of ``--lr`` (per step),
+gradient-norm clipping, early stopping on the benign validation loss (evaluated with a fixed
+noise seed so epochs are comparable). Randomness comes from ``--seed`` only: the same seed,
+data, options and thread count give bit-identical weights on CPU.
+
+Outputs in ``RUN_DIR``: ``model.pt`` (the epoch with the lowest validation loss; what
+``janus score`` reads), ``last.pt`` (the latest epoch, for ``--resume``), ``loss.csv`` and
+``loss.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint, unwrap
+from .cli import run_main
+from .contract import DEFAULT_MAX_PACKETS
+from .data import Batch, FeatureStats, Prepared, length_batches, load_dataset
+from .errors import ConfigError, JanusError
+from .flowmatch import cfm_path, kappa, mixture_corrupt, ot_pair_indices
+from .io import atomic_path, write_text
+from .model import JanusNet, ModelConfig, count_parameters
+from .splits import load_splits
+
+log = logging.getLogger(__name__)
+
+LOSS_COLUMNS = ("epoch", "train_loss", "train_cont", "train_disc", "val_loss", "val_cont",
+                "val_disc", "lr", "seconds")
+
+
+@dataclass
+class TrainOptions:
+    """Optimiser and loop settings (not needed to rebuild the model, so not in ModelConfig)."""
+
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup: int = 200  # optimiser steps of linear warm-up
+    patience: int = 5  # epochs without a better validation loss before stopping
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+    disable_progress: bool | None = None  # tqdm semantics: None = bars only on a terminal
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; an unavailable CUDA is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (this PyTorch build or "
+                          "machine has none); use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def make_optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.AdamW:
+    """AdamW over all parameters; the multi-tensor (foreach) update is ~5x faster on CPU too."""
+    return torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay,
+                             foreach=True)
+
+
+def lr_at(step: int, total: int, opts: TrainOptions) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) of ``total``."""
+    if step < opts.warmup:
+        return opts.lr * (step + 1) / opts.warmup
+    progress = min(1.0, (step - opts.warmup) / max(1, total - opts.warmup))
+    return opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def joint_loss(
+    model: torch.nn.Module, batch: Batch, cfg: ModelConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The joint CFM + DFM loss of one batch (see the module docstring).
+
+    Returns ``(loss, continuous_loss, discrete_loss)`` (scalars; the parts are detached).
+    """
+    b, _, n_cont = batch.cont.shape
+    dev = batch.cont.device
+    mask = batch.mask  # (B, L)
+    x1f, x1p = batch.flow, batch.cont  # (B, 20), (B, L, 3)
+    x0f = torch.randn(x1f.shape, generator=gen, device=dev)
+    x0p = torch.randn(x1p.shape, generator=gen, device=dev)
+    if cfg.ot:
+        flat_mask = torch.cat([torch.ones_like(x1f, dtype=torch.bool),
+                               mask[:, :, None].expand(-1, -1, n_cont).reshape(b, -1)], dim=1)
+        idx = ot_pair_indices(torch.cat([x0f, x0p.reshape(b, -1)], 1),
+                              torch.cat([x1f, x1p.reshape(b, -1)], 1), flat_mask, gen, reg=cfg.ot_reg)
+        x0f, x0p = x0f[idx], x0p[idx]
+    t_c = torch.rand(b, generator=gen, device=dev)
+    t_d = torch.rand(b, generator=gen, device=dev)
+    xtf, uf = cfm_path(x0f, x1f, t_c, cfg.sigma, torch.randn(x1f.shape, generator=gen, device=dev))
+    xtp, up = cfm_path(x0p, x1p, t_c, cfg.sigma, torch.randn(x1p.shape, generator=gen, device=dev))
+    xtp = xtp * mask[..., None]  # padding enters as 0, as at scoring time
+    disc_t, replaced = mixture_corrupt(batch.disc, kappa(t_d), "mask", gen)
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        vf, vp, logits = model(xtf, xtp, disc_t, batch.lengths, t_c, t_d)
+    maskf = mask[..., None].float()
+    sq = ((vf.float() - uf) ** 2).sum() + (((vp.float() - up) ** 2) * maskf).sum()
+    cont = sq / (b * x1f.shape[1] + n_cont * maskf.sum())
+    if cfg.lambda_disc > 0:
+        sel = (replaced & mask[..., None]).float()  # (B, L, 6): masked, valid flags
+        bce = F.binary_cross_entropy_with_logits(logits.float(), batch.disc.float(), reduction="none")
+        disc = (bce * sel).sum() / sel.sum().clamp_min(1.0)
+    else:
+        disc = torch.zeros((), device=dev)
+    return cont + cfg.lambda_disc * disc, cont.detach(), disc.detach()
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
+               cfg: ModelConfig, gen: torch.Generator, lr: float, grad_clip: float) -> list[float]:
+    """One optimiser step on ``batch`` at learning rate ``lr``; returns [loss, cont, disc]."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss, cont, disc = joint_loss(model, batch, cfg, gen)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unwrap(model).parameters(), grad_clip, foreach=True)
+    optimizer.step()
+    return [loss.item(), cont.item(), disc.item()]
+
+
+def _epoch_generator(device: torch.device, seed: int, stream: int) -> torch.Generator:
+    # One independent stream per (seed, epoch): resuming at epoch k replays epoch k exactly.
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + stream)
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, data: Prepared, cfg: ModelConfig, opts: TrainOptions,
+                    device: torch.device) -> tuple[float, float, float]:
+    """Flow-weighted mean joint loss on ``data`` with a fixed noise stream (comparable across epochs)."""
+    model.eval()
+    gen = _epoch_generator(device, opts.seed, stream=-1)
+    tot = np.zeros(3)
+    for idx in length_batches(data.lengths, opts.batch_size):
+        parts = joint_loss(model, data.batch(idx).to(device), cfg, gen)
+        tot += len(idx) * np.array([p.item() for p in parts])
+    model.train()
+    return tuple(tot / len(data))  # type: ignore[return-value]
+
+
+def fit(
+    train: Prepared,
+    val: Prepared,
+    stats: FeatureStats,
+    cfg: ModelConfig,
+    opts: TrainOptions,
+    out_dir: Path,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train on prepared benign flows; write ``model.pt``, ``last.pt``, ``loss.csv``, ``loss.png``.
+
+    Returns the training summary (best epoch, best validation loss, epochs run, flows/s).
+    """
+    if len(train) == 0 or len(val) == 0:
+        raise JanusError(f"training needs benign train and val flows; got {len(train)} / {len(val)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(opts.device)
+    torch.manual_seed(opts.seed)
+    model = JanusNet(cfg).to(device)
+    optimizer = make_optimizer(model, opts)
+    state: dict[str, Any] = {"step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
+                             "history": []}
+    start_epoch = 0
+    if resume:
+        ckpt = load_checkpoint(out_dir / "last.pt")
+        if ckpt["config"] != cfg.to_dict():
+            raise ConfigError(f"{out_dir / 'last.pt'}: --resume with a different model config "
+                              f"({ckpt['config']} vs {cfg.to_dict()})")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = dict(ckpt["train_state"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        log.info("resuming %s at epoch %d", out_dir, start_epoch)
+    run_model = torch.compile(model, dynamic=True) if opts.compile else model
+    n_batches = math.ceil(len(train) / opts.batch_size)
+    total_steps = opts.epochs * n_batches
+    log.info("training %d parameters on %s: %d train / %d val flows, %d steps per epoch",
+             count_parameters(model), device, len(train), len(val), n_batches)
+    for epoch in range(start_epoch, opts.epochs):
+        if state["bad_epochs"] >= opts.patience:
+            break
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([opts.seed, epoch])
+        gen = _epoch_generator(device, opts.seed, stream=epoch)
+        tot = np.zeros(3)
+        bar = tqdm(length_batches(train.lengths, opts.batch_size, rng), desc=f"epoch {epoch}",
+                   unit="batch", leave=False, disable=opts.disable_progress)
+        for idx in bar:
+            lr = lr_at(state["step"], total_steps, opts)
+            parts = train_step(run_model, optimizer, train.batch(idx).to(device), cfg, gen, lr,
+                               opts.grad_clip)
+            if not math.isfinite(parts[0]):
+                raise JanusError(f"epoch {epoch}, step {state['step']}: the loss is {parts[0]}; "
+                                 "lower --lr or --grad-clip, or check the dataset for extreme values")
+            state["step"] += 1
+            tot += len(idx) * np.array(parts)
+            bar.set_postfix(loss=f"{parts[0]:.4f}")
+        train_parts = tot / len(train)
+        val_parts = validation_loss(run_model, val, cfg, opts, device)
+        row = [epoch, *train_parts, *val_parts, lr, time.perf_counter() - t0]
+        state["history"].append([float(v) for v in row])
+        improved = val_parts[0] < state["best_val"]
+        if improved:
+            state.update(best_val=float(val_parts[0]), best_epoch=epoch, bad_epochs=0)
+            save_checkpoint(out_dir / "model.pt", model, optimizer, cfg, epoch, opts.seed, stats, state)
+        else:
+            state["bad_epochs"] += 1
+        save_checkpoint(out_dir / "last.pt", model, optimizer, cfg, epoch, opts.seed, stats, state)
+        log.info("epoch %d: train %.4f (cont %.4f, disc %.4f) val %.4f (cont %.4f, disc %.4f)%s, "
+                 "%.0f flows/s", epoch, *train_parts, *val_parts, " *" if improved else "",
+                 len(train) / row[-1])
+        write_loss_csv(out_dir / "loss.csv", state["history"])
+    plot_losses(out_dir / "loss.png", state["history"])
+    secs = sum(r[-1] for r in state["history"])
+    return {"best_epoch": state["best_epoch"], "best_val": state["best_val"],
+            "epochs": len(state["history"]),
+            "flows_per_s": len(train) * len(state["history"]) / secs if secs else float("nan")}
+
+
+def write_loss_csv(path: Path, history: list[list[float]]) -> None:
+    lines = [",".join(LOSS_COLUMNS)]
+    lines += [",".join([str(int(r[0]))] + [f"{v:.6g}" for v in r[1:]]) for r in history]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def plot_losses(path: Path, history: list[list[float]]) -> None:
+    """Train and validation loss per epoch (log scale), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = np.array(history, dtype=float).reshape(-1, len(LOSS_COLUMNS))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for col, style in (("train_loss", "-"), ("val_loss", "-"), ("train_cont", ":"), ("train_disc", "--")):
+        ax.plot(h[:, 0], h[:, LOSS_COLUMNS.index(col)], style, label=col)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="janus train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, type=Path, help="dataset folder (packets.npz, flow_features.parquet)")
+    p.add_argument("--splits", required=True, type=Path, help="SPLITS.npz from 'janus splits' (train and val are used)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, noise and batch order (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="run folder for model.pt, last.pt, loss.csv, loss.png")
+    m = p.add_argument_group("model")
+    d = ModelConfig()
+    m.add_argument("--max-packets", type=int, default=DEFAULT_MAX_PACKETS, help=f"packet tokens per flow T (default {d.max_packets})")
+    m.add_argument("--d-model", type=int, default=d.d_model, help=f"model width (default {d.d_model})")
+    m.add_argument("--n-layers", type=int, default=d.n_layers, help=f"Transformer blocks (default {d.n_layers})")
+    m.add_argument("--n-heads", type=int, default=d.n_heads, help=f"attention heads (default {d.n_heads})")
+    m.add_argument("--sigma", type=float, default=d.sigma, help=f"CFM path noise (default {d.sigma})")
+    m.add_argument("--lambda-disc", type=float, default=d.lambda_disc,
+                   help=f"weight of the flag loss; 0 = continuous-only ablation (default {d.lambda_disc})")
+    m.add_argument("--no-ot", action="store_true", help="independent x0-x1 pairing instead of Sinkhorn OT")
+    m.add_argument("--ot-reg", type=float, default=d.ot_reg,
+                   help=f"Sinkhorn entropic regularisation relative to the mean cost (default {d.ot_reg})")
+    m.add_argument("--full-attention", action="store_true", help="ablation: every token sees every packet")
+    o = p.add_argument_group("optimisation")
+    t = TrainOptions()
+    o.add_argument("--epochs", type=int, default=t.epochs, help=f"maximum epochs (default {t.epochs})")
+    o.add_argument("--batch-size", type=int, default=t.batch_size, help=f"flows per batch (default {t.batch_size})")
+    o.add_argument("--lr", type=float, default=t.lr, help=f"peak AdamW learning rate (default {t.lr})")
+    o.add_argument("--weight-decay", type=float, default=t.weight_decay, help=f"AdamW weight decay (default {t.weight_decay})")
+    o.add_argument("--warmup", type=int, default=t.warmup, help=f"linear warm-up steps (default {t.warmup})")
+    o.add_argument("--patience", type=int, default=t.patience,
+                   help=f"stop after this many epochs without a better val loss (default {t.patience})")
+    o.add_argument("--grad-clip", type=float, default=t.grad_clip,
+                   help=f"clip the global gradient norm to this value (default {t.grad_clip})")
+    o.add_argument("--max-train-flows", type=int, default=None,
+                   help="use a seeded random subset of at most this many training flows (default: all)")
+    o.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto = CUDA (bf16 autocast) when available, else CPU (default auto)")
+    o.add_argument("--compile", action="store_true", help="torch.compile the model (slower start, faster steps)")
+    o.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
+    o.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    return p
+
+
+def model_config_from_args(args: argparse.Namespace) -> ModelConfig:
+    return ModelConfig(max_packets=args.max_packets, d_model=args.d_model, n_layers=args.n_layers,
+                       n_heads=args.n_heads, sigma=args.sigma, lambda_disc=args.lambda_disc,
+                       ot=not args.no_ot, ot_reg=args.ot_reg, causal=not args.full_attention)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = model_config_from_args(args)
+    opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        weight_decay=args.weight_decay, warmup=args.warmup, patience=args.patience,
+                        grad_clip=args.grad_clip, seed=args.seed, device=args.device, compile=args.compile)
+    resolve_device(opts.device)  # fail before loading data
+    splits = load_splits(args.splits)
+    ds = load_dataset(args.data)
+    train_ids = splits["train"]
+    if args.max_train_flows is not None and len(train_ids) > args.max_train_flows:
+        rng = np.random.default_rng(args.seed)
+        train_ids = np.sort(rng.choice(train_ids, args.max_train_flows, replace=False))
+    for name, ids in (("train", train_ids), ("val", splits["val"])):
+        if len(ids) and ids.max() >= ds.n_flows:
+            raise JanusError(f"{args.splits}: {name} flow id {ids.max()} >= {ds.n_flows} flows of "
+                             f"{args.data}; the splits belong to another dataset")
+    if args.resume:
+        stats = FeatureStats.from_state(load_checkpoint(args.out / "last.pt")["feature_stats"])
+    else:
+        stats = FeatureStats.fit(ds, train_ids, cfg.max_packets)
+    train = stats.prepare(ds, train_ids, cfg.max_packets)
+    val = stats.prepare(ds, splits["val"], cfg.max_packets)
+    summary = fit(train, val, stats, cfg, opts, args.out, resume=args.resume)
+    log.info("done: best epoch %d, val loss %.4f, %.0f train flows/s -> %s",
+             summary["best_epoch"], summary["best_val"], summary["flows_per_s"], args.out / "model.pt")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(build_parser, run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

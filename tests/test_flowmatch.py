@@ -1,0 +1,93 @@
+"""Tests of janus/flowmatch.py: OT coupling, CFM path, discrete mixture path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from janus.flowmatch import (
+    MASK,
+    _sinkhorn_log,
+    cfm_path,
+    kappa,
+    masked_sq_cost,
+    mixture_corrupt,
+    ot_pair_indices,
+    sinkhorn_plan,
+)
+
+
+def test_sinkhorn_recovers_a_permutation() -> None:
+    g = torch.Generator().manual_seed(0)
+    x1 = torch.randn(32, 12, generator=g)
+    perm = torch.randperm(32, generator=g)
+    x0 = x1[perm] + 0.01 * torch.randn(32, 12, generator=g)  # x0[i] is a copy of x1[perm[i]]
+    idx = ot_pair_indices(x0, x1, torch.ones_like(x1, dtype=torch.bool), g, reg=0.01)
+    # x0[idx[j]] must be the copy of x1[j], i.e. idx is the inverse permutation.
+    np.testing.assert_array_equal(perm[idx].numpy(), np.arange(32))
+
+
+def test_sinkhorn_plan_has_uniform_marginals() -> None:
+    cost = torch.rand(20, 20, generator=torch.Generator().manual_seed(1))
+    plan = sinkhorn_plan(cost, reg=0.1, n_iter=500, tol=1e-8)
+    torch.testing.assert_close(plan.sum(0), torch.full((20,), 1 / 20), rtol=1e-4, atol=0)
+    torch.testing.assert_close(plan.sum(1), torch.full((20,), 1 / 20), rtol=1e-4, atol=0)
+    # The scaling form and the log-domain form agree where both are usable.
+    c = cost.double() / cost.double().mean()
+    torch.testing.assert_close(plan, _sinkhorn_log(c, 0.1, 500, 1e-8).float(), rtol=1e-4, atol=1e-7)
+
+
+def test_sinkhorn_falls_back_to_log_domain_when_the_kernel_underflows() -> None:
+    # Column 1 costs 1e4 x the mean more than column 0 for every row: exp(-c/reg) underflows.
+    cost = torch.tensor([[0.0, 1e4], [0.0, 1e4 + 1.0]])
+    plan = sinkhorn_plan(cost, reg=1e-3)
+    assert torch.isfinite(plan).all()
+    torch.testing.assert_close(plan.sum(0), torch.full((2,), 0.5), rtol=1e-4, atol=0)
+    torch.testing.assert_close(plan.sum(1), torch.full((2,), 0.5), rtol=1e-4, atol=0)
+
+
+def test_masked_cost_matches_brute_force() -> None:
+    g = torch.Generator().manual_seed(2)
+    x0, x1 = torch.randn(5, 7, generator=g), torch.randn(6, 7, generator=g)
+    mask = torch.rand(6, 7, generator=g) > 0.4
+    brute = ((x0[:, None, :] - x1[None, :, :]) ** 2 * mask[None].float()).sum(-1)
+    torch.testing.assert_close(masked_sq_cost(x0, x1, mask), brute, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.25, 1.0])
+def test_cfm_straight_path_closed_form(t: float) -> None:
+    g = torch.Generator().manual_seed(3)
+    x0, x1, eps = (torch.randn(4, 3, generator=g) for _ in range(3))
+    tt = torch.full((4,), t)
+    xt, u = cfm_path(x0, x1, tt, sigma=0.1, eps=eps)
+    torch.testing.assert_close(xt, t * x1 + (1 - t) * x0 + 0.1 * eps)
+    torch.testing.assert_close(u, x1 - x0)
+    # Without noise the target is the time derivative of the path.
+    h = 1e-3
+    xa, _ = cfm_path(x0, x1, tt, 0.0, eps)
+    xb, _ = cfm_path(x0, x1, tt + h, 0.0, eps)
+    torch.testing.assert_close((xb - xa) / h, u, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("source,p_clean_from_source", [("mask", 0.0), ("uniform", 0.5)])
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.8, 1.0])
+def test_mixture_path_marginals(source: str, p_clean_from_source: float, t: float) -> None:
+    g = torch.Generator().manual_seed(4)
+    n = 200_000
+    x1 = torch.randint(0, 2, (n // 4, 4), generator=g)
+    xt, replaced = mixture_corrupt(x1, kappa(torch.full((n // 4,), t)), source, g)
+    k = float(kappa(torch.tensor(t)))
+    expected = k + (1 - k) * p_clean_from_source
+    freq = (xt == x1).float().mean().item()
+    assert abs(freq - expected) < 4 * np.sqrt(expected * (1 - expected) / n) + 1e-9
+    assert abs(replaced.float().mean().item() - (1 - k)) < 4 * np.sqrt(k * (1 - k) / n) + 1e-9
+    if source == "mask":
+        assert torch.equal(xt == MASK, replaced)
+    else:
+        assert set(xt.unique().tolist()) <= {0, 1}
+
+
+def test_mixture_path_rejects_unknown_source() -> None:
+    with pytest.raises(ValueError, match="unknown discrete source"):
+        mixture_corrupt(torch.zeros(2, 3, dtype=torch.long), torch.ones(2), "gauss", None)
