@@ -41,6 +41,7 @@ from . import contract
 from .cli import run_main
 from .errors import JanusError
 from .io import write_parquet
+from .splits import load_splits
 
 log = logging.getLogger(__name__)
 
@@ -156,25 +157,6 @@ def aggregate_all(
 
 
 # --------------------------------------------------------------------------- file readers
-def read_splits(path: str | Path) -> dict[str, np.ndarray]:
-    """Read ``SPLITS.npz`` -> ``{"train", "val", "test"}`` int64 sorted flow-id arrays."""
-    path = Path(path)
-    if not path.is_file():
-        raise JanusError(f"{path}: splits file not found (run 'janus splits' first)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("train", "val", "test") if k not in z.files]
-            if missing:
-                raise JanusError(f"{path}: splits file lacks arrays {missing} (has {z.files})")
-            out = {k: np.asarray(z[k], dtype=np.int64) for k in ("train", "val", "test")}
-    except (OSError, ValueError) as exc:
-        raise JanusError(f"{path}: not a readable .npz splits file ({exc})") from exc
-    for key, ids in out.items():
-        if ids.ndim != 1 or (ids.size > 1 and np.any(np.diff(ids) <= 0)):
-            raise JanusError(f"{path}: array {key!r} is not a 1-d strictly increasing id list")
-    return out
-
-
 def read_score_table(
     path: str | Path, columns: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
@@ -260,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     if clash:
         raise JanusError(f"{args.scores}: score columns {clash} clash with method names; "
                          "pass --columns without them")
-    splits = read_splits(args.splits)
+    splits = load_splits(args.splits)
     val_rows = rows_of(flow_id, splits["val"], f"{args.scores} vs 'val' of {args.splits}")
     val = scores[val_rows]  # (n_val, d)
     finite = np.isfinite(scores)

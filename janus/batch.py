@@ -106,6 +106,7 @@ class SkipCounter(Counter):
     """Packets not turned into flow packets, counted by reason (a ``collections.Counter``).
 
     Reasons are short snake_case strings, e.g. ``non_ip``, ``ip_fragment_non_first``,
-    ``truncated_l3``, ``unsupported_linktype_113``, ``truncated_tail_bytes`` (a byte count,
-    not a packet count; the only such key).
+    ``truncated_l3``, ``unsupported_linktype_113``. A few keys count something other than
+    packets (``truncated_tail_bytes`` counts bytes, ``pcapng_unknown_block`` counts blocks);
+    :data:`janus.pcap.NON_PACKET_SKIP_KEYS` lists them.
     """

@@ -134,6 +134,7 @@ FLOWS_FILE = "flows.parquet"
 FEATURES_FILE = "flow_features.parquet"
 LABELS_FILE = "labels.parquet"
 STATS_FILE = "extract_stats.json"
+LABELS_REPORT_FILE = "labels_report.json"
 
 #: The 10-d score vector, in column order (see janus.score for definitions).
 SCORE_COLUMNS: tuple[str, ...] = (

@@ -56,7 +56,7 @@ PACKET_SCALE = np.array([1.0, _TIME_SCALE_S, 1.0])  # size (bytes), iat (s), win
 assert CONTINUOUS == (0, 1, 8)
 
 
-def _log1p_scaled(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def log1p_scaled(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``sign(x) log1p(|x| / scale)`` per last-axis dim; identity where ``scale == 0``."""
     x = np.asarray(x, dtype=np.float64)
     safe = np.where(scale > 0, scale, 1.0)
@@ -153,11 +153,11 @@ class FeatureStats:
         """Statistics over ``flow_ids`` (the benign training split), valid packets only."""
         if len(flow_ids) == 0:
             raise JanusError("cannot fit input statistics on an empty training split")
-        f = _log1p_scaled(ds.features[flow_ids], FLOW_SCALE)
+        f = log1p_scaled(ds.features[flow_ids], FLOW_SCALE)
         t = min(max_packets, ds.packets.shape[1])
         lengths = np.minimum(ds.lengths[flow_ids], t)
         valid = np.arange(t)[None, :] < lengths[:, None]
-        p = _log1p_scaled(ds.packets[flow_ids, :t][..., list(CONTINUOUS)][valid], PACKET_SCALE)
+        p = log1p_scaled(ds.packets[flow_ids, :t][..., list(CONTINUOUS)][valid], PACKET_SCALE)
         return cls(flow_mean=f.mean(0), flow_std=_safe_std(f.std(0)),
                    packet_mean=p.mean(0), packet_std=_safe_std(p.std(0)))
 
@@ -183,10 +183,10 @@ class FeatureStats:
         raw = ds.packets[flow_ids, :t]  # (n, t, 9)
         lengths = np.minimum(ds.lengths[flow_ids], t)
         valid = np.arange(t)[None, :] < lengths[:, None]  # (n, t)
-        cont = (_log1p_scaled(raw[..., list(CONTINUOUS)], PACKET_SCALE) - self.packet_mean) / self.packet_std
+        cont = (log1p_scaled(raw[..., list(CONTINUOUS)], PACKET_SCALE) - self.packet_mean) / self.packet_std
         cont = np.where(valid[..., None], cont, 0.0).astype(np.float32)
         disc = np.where(valid[..., None], raw[..., list(BINARY)] > 0.5, 0).astype(np.int8)
-        flow = ((_log1p_scaled(ds.features[flow_ids], FLOW_SCALE) - self.flow_mean) / self.flow_std)
+        flow = ((log1p_scaled(ds.features[flow_ids], FLOW_SCALE) - self.flow_mean) / self.flow_std)
         return Prepared(flow_id=flow_ids, flow=flow.astype(np.float32), cont=cont, disc=disc,
                         lengths=lengths.astype(np.int64))
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, contract
-from .aggregate import read_score_table, read_splits, rows_of
+from .aggregate import read_score_table, rows_of
+from .splits import load_splits
 from .cli import run_main
 from .errors import JanusError
 from .io import write_json
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     flow_id, scores, cols = read_score_table(args.scores, args.columns)
-    splits = read_splits(args.splits)
+    splits = load_splits(args.splits)
     lab_id, label, attack = read_labels(args.labels)
 
     val_rows = rows_of(flow_id, splits["val"], f"{args.scores} vs 'val' of {args.splits}")

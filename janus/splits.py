@@ -92,16 +92,24 @@ def make_splits(
 
 
 def load_splits(path: str | Path) -> dict[str, Any]:
-    """Read a splits file: ``{"train", "val", "test"}`` int64 arrays and ``"meta"`` (a dict)."""
+    """Read a splits file: ``{"train", "val", "test"}`` sorted int64 flow-id arrays and
+    ``"meta"`` (a dict; empty when the file has none)."""
     path = Path(path)
     if not path.is_file():
         raise JanusError(f"{path}: splits file not found; run 'janus splits' first")
-    with np.load(path) as z:
-        missing = {"train", "val", "test", "meta"} - set(z.files)
-        if missing:
-            raise JanusError(f"{path}: missing arrays {sorted(missing)}")
-        out: dict[str, Any] = {k: z[k].astype(np.int64) for k in ("train", "val", "test")}
-        out["meta"] = json.loads(str(z["meta"]))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"train", "val", "test"} - set(z.files)
+            if missing:
+                raise JanusError(f"{path}: splits file lacks arrays {sorted(missing)} (has {z.files})")
+            out: dict[str, Any] = {k: np.asarray(z[k], dtype=np.int64) for k in ("train", "val", "test")}
+            out["meta"] = json.loads(str(z["meta"])) if "meta" in z.files else {}
+    except (OSError, ValueError) as exc:
+        raise JanusError(f"{path}: not a readable .npz splits file ({exc})") from exc
+    for key in ("train", "val", "test"):
+        ids = out[key]
+        if ids.ndim != 1 or (ids.size > 1 and np.any(np.diff(ids) <= 0)):
+            raise JanusError(f"{path}: array {key!r} is not a 1-d strictly increasing id list")
     return out
 
 

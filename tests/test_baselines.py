@@ -41,17 +41,6 @@ def _shifted(n: int, seed: int) -> np.ndarray:
     return x
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the tests share a small machine, and oversubscription is slow."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data():
     return _benign(600, 0), _benign(200, 1), _benign(200, 2), _shifted(200, 3)
@@ -109,11 +98,11 @@ def test_feature_scaler_standardises_train_and_keeps_fwd_ratio_linear():
 
 
 def test_feature_scaler_matches_the_janus_flow_token_transform():
-    from janus.data import FLOW_SCALE, _log1p_scaled
+    from janus.data import FLOW_SCALE, log1p_scaled
 
     x = _benign(300, 4)
     sc = FeatureScaler().fit(x)
-    f = _log1p_scaled(x, FLOW_SCALE)
+    f = log1p_scaled(x, FLOW_SCALE)
     np.testing.assert_allclose(sc.transform(x), (f - f.mean(0)) / f.std(0), atol=1e-5)
 
 

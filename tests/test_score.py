@@ -36,18 +36,8 @@ def _train(ds_dir: Path, run_dir: Path, seed: int = 0, n_train: int = 160) -> Pa
     return run_dir / "model.pt"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second thread only adds synchronisation, and on a loaded machine a
-    # descheduled OpenMP worker stalls every op.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def trained(one_thread: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny model trained on 160 benign flows of a dataset whose flows 240.. are shuffled."""
     root = tmp_path_factory.mktemp("score")
     ds_dir = mixed_dataset(root / "ds", n_benign=240, n_attack=80, t=T)

@@ -23,15 +23,6 @@ T = 8
 TINY = ModelConfig(max_packets=T, d_model=16, n_layers=1, n_heads=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second thread only adds synchronisation (see test_score.py).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_lr_schedule_closed_form() -> None:
     o = TrainOptions(lr=1.0, warmup=10)
     assert lr_at(0, 110, o) == pytest.approx(0.1)

@@ -137,12 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..aggregate import read_splits
+    from ..splits import load_splits
 
     torch.set_num_threads(max(1, args.threads))
     x = read_flow_features(args.data)
     if args.command == "train":
-        splits = read_splits(args.splits)
+        splits = load_splits(args.splits)
         params = _parse_params(args.param)
         det_cls = DETECTORS[args.detector]
         if args.epochs is not None:
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
     det = Detector.load(args.model)
     if args.splits is not None:
-        splits = read_splits(args.splits)
+        splits = load_splits(args.splits)
         ids = np.union1d(splits["val"], splits["test"]).astype(np.int64)
         x = _take(x, ids, f"'val'/'test' of {args.splits}")
     else:

@@ -46,7 +46,7 @@ from .rules import (
 
 log = logging.getLogger("janus.labels")
 
-LABELS_REPORT_FILE = "labels_report.json"
+LABELS_REPORT_FILE = contract.LABELS_REPORT_FILE
 SOURCES = ("csv", "ip_rule", "file")
 DEFAULT_PRECEDENCE = ("ip_rule", "csv", "file")
 DEFAULT_TOLERANCE_S = 120.0
