@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from .cli import run_main
 from .contract import (
@@ -35,80 +36,110 @@ from .contract import (
 )
 from .errors import JanusError
 
-_CHUNK_FLOWS = 65536  # bounds the per-row float64 temporaries (<= chunk * T rows)
+# Kernel output columns, in the order the kernel writes them (mapped to FLOW_FEATURES below).
+_KERNEL_COLUMNS = (
+    "duration", "n_packets", "fwd_ratio",
+    "fwd_size_mean", "fwd_size_max", "fwd_size_std",
+    "bwd_size_mean", "bwd_size_max", "bwd_size_std",
+    "iat_mean", "iat_std", "iat_max",
+    "active_mean", "idle_mean", "bytes_per_s", "packets_per_s",
+    "syn_count", "fin_count", "rst_count", "psh_count",
+)
+assert sorted(_KERNEL_COLUMNS) == sorted(FLOW_FEATURES)
+_KERNEL_TO_FEATURE = np.array([FLOW_FEATURES.index(c) for c in _KERNEL_COLUMNS], np.int64)
 
 
-def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den`` with 0 where ``den == 0``."""
-    out = np.zeros_like(num, dtype=np.float64)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
+@njit(cache=True)
+def _div0(num, den):
+    """``num / den``, 0 where ``den == 0``."""
+    return num / den if den != 0 else 0.0
 
 
-def _segment_stats(
-    x: np.ndarray, member: np.ndarray, flow: np.ndarray, starts: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-flow count, mean, max and population std of ``x`` over rows with ``member`` set.
-
-    ``x`` float64 (K,) and ``member`` bool (K,) over the kept rows of all flows, ``flow``
-    int (K,) the row's flow, ``starts`` (N,) each flow's first row -> four (N,) arrays,
-    0 where a flow has no member row. Two-pass std (deviations from the flow mean), so a
-    constant series gives exactly 0.
-    """
-    w = member.astype(np.float64)
-    count = np.bincount(flow, weights=w, minlength=n)
-    mean = _safe_div(np.bincount(flow, weights=x * w, minlength=n), count)
-    dev = (x - mean[flow]) * w
-    std = np.sqrt(_safe_div(np.bincount(flow, weights=dev * dev, minlength=n), count))
-    mx = np.maximum.reduceat(np.where(member, x, -np.inf), starts) if n else np.zeros(0)
-    mx[count == 0] = 0.0
-    return count, mean, mx, std
-
-
-def _features_chunk(packets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Features of one chunk of flows, computed over its kept rows only (no padding)."""
-    n, t_max, _ = packets.shape
-    out = np.zeros((n, N_FLOW_FEATURES), np.float64)
-    col = {name: j for j, name in enumerate(FLOW_FEATURES)}
-    valid = np.arange(t_max)[None, :] < lengths[:, None]  # (N, T)
-    rows = packets[valid]  # (K, 9), flows in order, packets in order
-    flow = np.repeat(np.arange(n), lengths)  # (K,)
-    starts = np.zeros(n, np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    gap = np.ones(rows.shape[0], bool)  # packets 2..n of each flow carry a gap
-    gap[starts] = False
-    size = rows[:, SIZE].astype(np.float64)
-    iat = np.where(gap, rows[:, IAT].astype(np.float64), 0.0)
-    fwd = rows[:, DIRECTION] == 0
-
-    def total(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(flow, weights=weights, minlength=n)
-
-    n_pk = lengths.astype(np.float64)
-    duration = total(iat)
-    out[:, col["duration"]] = duration
-    out[:, col["n_packets"]] = n_pk
-    n_fwd, fwd_mean, fwd_max, fwd_std = _segment_stats(size, fwd, flow, starts, n)
-    out[:, col["fwd_ratio"]] = _safe_div(n_fwd, n_pk)
-    out[:, col["fwd_size_mean"]], out[:, col["fwd_size_max"]], out[:, col["fwd_size_std"]] = fwd_mean, fwd_max, fwd_std
-    _, bwd_mean, bwd_max, bwd_std = _segment_stats(size, ~fwd, flow, starts, n)
-    out[:, col["bwd_size_mean"]], out[:, col["bwd_size_max"]], out[:, col["bwd_size_std"]] = bwd_mean, bwd_max, bwd_std
-    _, iat_mean, iat_max, iat_std = _segment_stats(iat, gap, flow, starts, n)
-    out[:, col["iat_mean"]], out[:, col["iat_std"]], out[:, col["iat_max"]] = iat_mean, iat_std, iat_max
-
-    # Activity periods: a gap > ACTIVITY_GAP_S separates two periods, so there are
-    # 1 + (#long gaps) periods and their lengths add up to the sum of the short gaps.
-    long_gap = gap & (iat > ACTIVITY_GAP_S)
-    n_long = total(long_gap.astype(np.float64))
-    long_total = total(np.where(long_gap, iat, 0.0))
-    out[:, col["active_mean"]] = (duration - long_total) / (1.0 + n_long)
-    out[:, col["idle_mean"]] = _safe_div(long_total, n_long)
-
-    out[:, col["bytes_per_s"]] = _safe_div(total(size), duration)
-    out[:, col["packets_per_s"]] = _safe_div(n_pk, duration)
-    for name, ch in (("syn_count", SYN), ("fin_count", FIN), ("rst_count", RST), ("psh_count", PSH)):
-        out[:, col[name]] = total((rows[:, ch] != 0).astype(np.float64))
-    return out
+# Why numba: every feature is a per-flow reduction over that flow's kept rows. In NumPy that is
+# ~40 passes over (K,) float64 temporaries (K = kept rows of all flows) plus bincount /
+# reduceat calls, ~200 ns per kept row; one compiled pass per flow over its own rows (two for
+# the standard deviations) reads each row once, ~10x faster, with no temporaries. Sums run in
+# row order, one float64 accumulator per flow and statistic, which is what np.bincount does,
+# so results are the same bits as the vectorised definition (tests/test_features.py).
+@njit(cache=True)
+def _features_kernel(packets, lengths, out):  # pragma: no cover - compiled
+    """Fill ``out`` float64 (N, 20), columns in ``_KERNEL_COLUMNS`` order."""
+    for f in range(lengths.shape[0]):
+        rows = packets[f]
+        n = lengths[f]
+        duration = 0.0
+        total_size = 0.0
+        n_fwd = s_fwd = n_bwd = s_bwd = n_gap = s_gap = 0.0
+        mx_fwd = mx_bwd = mx_gap = -np.inf
+        n_long = long_total = 0.0
+        syn = fin = rst = psh = 0.0
+        for r in range(n):
+            size = np.float64(rows[r, SIZE])
+            gap = r > 0  # packets 2..n carry a gap
+            iat = np.float64(rows[r, IAT]) if gap else 0.0
+            fwd = rows[r, DIRECTION] == 0
+            w_fwd = 1.0 if fwd else 0.0
+            w_bwd = 0.0 if fwd else 1.0
+            w_gap = 1.0 if gap else 0.0
+            duration += iat
+            total_size += size
+            n_fwd += w_fwd
+            s_fwd += size * w_fwd
+            n_bwd += w_bwd
+            s_bwd += size * w_bwd
+            n_gap += w_gap
+            s_gap += iat * w_gap
+            if fwd:
+                mx_fwd = max(mx_fwd, size)
+            else:
+                mx_bwd = max(mx_bwd, size)
+            if gap:
+                mx_gap = max(mx_gap, iat)
+            # A gap > ACTIVITY_GAP_S separates two activity periods, so there are
+            # 1 + (#long gaps) periods and their lengths add up to the sum of the short gaps.
+            long_gap = gap and iat > ACTIVITY_GAP_S
+            n_long += 1.0 if long_gap else 0.0
+            long_total += iat if long_gap else 0.0
+            syn += 1.0 if rows[r, SYN] != 0 else 0.0
+            fin += 1.0 if rows[r, FIN] != 0 else 0.0
+            rst += 1.0 if rows[r, RST] != 0 else 0.0
+            psh += 1.0 if rows[r, PSH] != 0 else 0.0
+        m_fwd, m_bwd, m_gap = _div0(s_fwd, n_fwd), _div0(s_bwd, n_bwd), _div0(s_gap, n_gap)
+        # Two-pass population std (deviations from the flow mean): a constant series gives 0.
+        q_fwd = q_bwd = q_gap = 0.0
+        for r in range(n):
+            size = np.float64(rows[r, SIZE])
+            gap = r > 0
+            iat = np.float64(rows[r, IAT]) if gap else 0.0
+            fwd = rows[r, DIRECTION] == 0
+            d = (size - m_fwd) * (1.0 if fwd else 0.0)
+            q_fwd += d * d
+            d = (size - m_bwd) * (0.0 if fwd else 1.0)
+            q_bwd += d * d
+            d = (iat - m_gap) * (1.0 if gap else 0.0)
+            q_gap += d * d
+        n_pk = np.float64(n)
+        o = out[f]
+        o[0] = duration
+        o[1] = n_pk
+        o[2] = _div0(n_fwd, n_pk)
+        o[3] = m_fwd
+        o[4] = mx_fwd if n_fwd != 0 else 0.0
+        o[5] = np.sqrt(_div0(q_fwd, n_fwd))
+        o[6] = m_bwd
+        o[7] = mx_bwd if n_bwd != 0 else 0.0
+        o[8] = np.sqrt(_div0(q_bwd, n_bwd))
+        o[9] = m_gap
+        o[10] = np.sqrt(_div0(q_gap, n_gap))
+        o[11] = mx_gap if n_gap != 0 else 0.0
+        o[12] = (duration - long_total) / (1.0 + n_long)
+        o[13] = _div0(long_total, n_long)
+        o[14] = _div0(total_size, duration)
+        o[15] = _div0(n_pk, duration)
+        o[16] = syn
+        o[17] = fin
+        o[18] = rst
+        o[19] = psh
 
 
 def compute_flow_features(packets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -116,8 +147,8 @@ def compute_flow_features(packets: np.ndarray, lengths: np.ndarray) -> np.ndarra
 
     ``packets`` float32 ``(N, T, 9)``, ``lengths`` int ``(N,)`` (valid rows, 1..T) ->
     float32 ``(N, 20)`` in :data:`janus.contract.FLOW_FEATURES` order. Padding rows are never
-    read. Computed in float64 over the kept rows (segment sums with ``np.bincount``), in
-    chunks of flows, so memory stays bounded for any ``N``.
+    read. Computed in float64 (sums in row order), one compiled pass per flow, so memory
+    beyond the result is O(1).
     """
     packets = np.asarray(packets)
     lengths = np.asarray(lengths)
@@ -127,10 +158,11 @@ def compute_flow_features(packets: np.ndarray, lengths: np.ndarray) -> np.ndarra
     if lengths.size and (lengths.min() < 1 or lengths.max() > packets.shape[1]):
         bad = int(np.flatnonzero((lengths < 1) | (lengths > packets.shape[1]))[0])
         raise ValueError(f"flow {bad} has length {int(lengths[bad])}; lengths must be in 1..{packets.shape[1]}")
-    out = np.zeros((packets.shape[0], N_FLOW_FEATURES), np.float32)
-    for lo in range(0, packets.shape[0], _CHUNK_FLOWS):
-        hi = lo + _CHUNK_FLOWS
-        out[lo:hi] = _features_chunk(packets[lo:hi], lengths[lo:hi])
+    kernel_out = np.zeros((packets.shape[0], N_FLOW_FEATURES), np.float64)
+    _features_kernel(np.ascontiguousarray(packets, dtype=np.float32),
+                     np.ascontiguousarray(lengths, dtype=np.int64), kernel_out)
+    out = np.empty((packets.shape[0], N_FLOW_FEATURES), np.float32)
+    out[:, _KERNEL_TO_FEATURE] = kernel_out
     return out
 
 

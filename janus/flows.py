@@ -233,6 +233,36 @@ def _assemble(
     return n, clock, n_free, n_alloc
 
 
+# Moving finished flows out of the slot array and into the padded output tensor copies only
+# each flow's kept rows. The NumPy form (``pk[done][mask]``, then a masked scatter) copies
+# every flow's whole (T, 9) slice twice and builds (k, T) index arrays: ~8x slower, and
+# ~0.3 us per packet of the whole extract step on typical traffic (flows much shorter than T).
+@numba.njit(cache=True, nogil=True)
+def _gather_rows(pk, slots, lengths):  # pragma: no cover - compiled
+    """Rows ``pk[s, :len]`` of each slot ``s`` in ``slots``, stacked: float32 (sum lengths, 9)."""
+    total = 0
+    for j in range(slots.shape[0]):
+        total += lengths[j]
+    out = np.empty((total, pk.shape[2]), pk.dtype)
+    r = 0
+    for j in range(slots.shape[0]):
+        src = pk[slots[j]]
+        for t in range(lengths[j]):
+            out[r] = src[t]
+            r += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_rows(rows, offsets, order, lengths, packets):  # pragma: no cover - compiled
+    """``packets[j, :lengths[j]] = rows[offsets[order[j]]:...]`` for every output flow ``j``."""
+    for j in range(order.shape[0]):
+        src = offsets[order[j]]
+        dst = packets[j]
+        for t in range(lengths[j]):
+            dst[t] = rows[src + t]
+
+
 # --------------------------------------------------------------------------- the assembler
 class FlowAssembler:
     """Assemble flows from a stream of :class:`PacketBatch` (see the module docstring).
@@ -416,14 +446,13 @@ class FlowAssembler:
     def _harvest(self, done: np.ndarray) -> None:
         st_i, st_f = self._st_i, self._st_f
         lengths = st_i[done, _I_LEN].astype(np.int32)
-        rows_mask = np.arange(self.max_packets)[None, :] < lengths[:, None]  # (k, T)
         init_a = st_i[done, _I_INIT_A] != 0
         key = self._slot_key[done]
         a, b = key[:, 0:2], key[:, 2:4]
         a_port = ((key[:, 4] >> np.uint64(24)) & np.uint64(0xFFFF)).astype(np.int32)
         b_port = ((key[:, 4] >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.int32)
         self._out.append({
-            "rows": self._pk[done][rows_mask],  # (sum lengths, 9), compact
+            "rows": _gather_rows(self._pk, done, lengths),  # (sum lengths, 9), compact
             "lengths": lengths,
             "src_ip": np.where(init_a[:, None], a, b),
             "dst_ip": np.where(init_a[:, None], b, a),
@@ -459,10 +488,7 @@ class FlowAssembler:
         np.cumsum(cat["lengths"], out=offsets[1:])
         lengths = cat["lengths"][order]
         packets = np.zeros((n, T, N_CHANNELS), np.float32)
-        mask = np.arange(T)[None, :] < lengths[:, None]
-        # Row index (in the compact buffer) of each kept packet, in output order.
-        src_rows = (offsets[order][:, None] + np.arange(T)[None, :])[mask]
-        packets[mask] = cat["rows"][src_rows]
+        _scatter_rows(cat["rows"], offsets, order, lengths, packets)
         return FlowResult(
             packets=packets, lengths=lengths.astype(np.int32),
             **{k: cat[k][order] for k in ("src_ip", "dst_ip", "src_port", "dst_port", "proto",

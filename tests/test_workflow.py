@@ -1,0 +1,176 @@
+"""Checks of the Snakemake workflow: lint, format, dry runs, config schema, a real small run.
+
+Every test runs Snakemake on a fresh copy of the workflow files in a temporary folder, so no
+run touches the checkout's data/, results/ or .snakemake/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from janus.workflow_config import code_fingerprint, config_hash
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = str(BIN / "snakemake")
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles")
+
+
+def _copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture()
+def wf(tmp_path: Path) -> Path:
+    return _copy_workflow(tmp_path / "wf")
+
+
+def _snakemake(cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    # The venv's bin first on PATH: rules call `python -m janus.STEP`.
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _job_counts(stdout: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run -> {rule: count}."""
+    counts: dict[str, int] = {}
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
+    for line in lines[start + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_lint_clean(wf):
+    out = _snakemake(wf, "--lint", "--cores", "1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Congratulations, your workflow is in a good condition!" in out.stdout + out.stderr
+
+
+def test_snakefmt_clean():
+    snakefmt = BIN / "snakefmt"
+    if not snakefmt.exists():
+        pytest.skip("snakefmt not installed (pip install -e .[dev])")
+    out = subprocess.run([str(snakefmt), "--check", "Snakefile", "workflow"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dry_run_default_config(wf):
+    out = _snakemake(wf, "-n", "--cores", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    counts = _job_counts(out.stdout)
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    n_data, n_seeds = len(cfg["datasets"]), len(cfg["seeds"])
+    janus = [d for d in cfg["detectors"] if d in ("janus", "janus_cont")]
+    baselines = [d for d in cfg["detectors"] if d not in janus]
+    n_sigmas = len({cfg["model"]["sigma_within"], cfg["model"]["sigma_cross"]})
+    pairs = n_data * n_data if cfg["cross_dataset"] else n_data
+    assert counts["extract"] == n_data
+    assert counts["splits"] == n_data * n_seeds
+    # Equal sigmas: one model per (detector, dataset, seed) serves within and cross scoring.
+    assert counts["train"] == len(janus) * n_data * n_seeds * n_sigmas
+    assert counts["score"] == len(janus) * pairs * n_seeds
+    assert counts["baseline_train"] == len(baselines) * n_data * n_seeds
+    assert counts["evaluate"] == len(cfg["detectors"]) * pairs * n_seeds
+    assert counts["report_tables"] == 1 and counts["report_figures"] == n_data
+
+
+def test_distinct_sigmas_train_twice(wf):
+    extra = wf / "sigma.yaml"
+    extra.write_text("model: {sigma_within: 0.1, sigma_cross: 0.6}\n")
+    out = _snakemake(wf, "-n", "--cores", "2", "--configfile", str(extra))
+    assert out.returncode == 0, out.stdout + out.stderr
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    janus = [d for d in cfg["detectors"] if d in ("janus", "janus_cont")]
+    assert _job_counts(out.stdout)["train"] == 2 * len(janus) * len(cfg["datasets"]) * len(
+        cfg["seeds"])
+    assert "seed42_sigma0.6/model.pt" in out.stdout
+
+
+def test_dry_run_paper_config_with_slurm_profile(wf):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    out = _snakemake(wf, "--profile", "profiles/slurm", "-n", "--configfile",
+                     "config/paper.yaml", "--replace-workflow-config")
+    assert out.returncode == 0, out.stdout + out.stderr
+    counts = _job_counts(out.stdout)
+    assert counts["download"] == 4
+    # sigma_within != sigma_cross: two models per (detector, dataset, seed).
+    assert counts["train"] == 2 * 2 * 4 * 3
+    assert "synth" not in counts
+
+
+@pytest.mark.parametrize("config, expected", [
+    ("model:\n  sigma_withn: 0.1\n", "'sigma_withn' was unexpected"),
+    ("train:\n  epochs: many\n", "'many' is not of type 'integer'"),
+    ("datasets:\n  lab:\n    description: no source given\n", "'source' is a required property"),
+    ("datasets:\n  lab:\n    source: {}\n", "should be non-empty"),
+    ("datasets:\n  lab:\n    source:\n      pcap: {files: [a.pcap]}\n", "'pcap' was unexpected"),
+    ("seeds: [1, 1]\n", "has non-unique elements"),
+])
+def test_schema_rejects_with_key_named(wf, config, expected):
+    bad = wf / "bad.yaml"
+    bad.write_text(config)
+    out = _snakemake(wf, "-n", "--cores", "1", "--configfile", str(bad))
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "Error validating config file" in text
+    assert expected in text, text[-3000:]
+
+
+def test_config_hash_and_fingerprint(tmp_path):
+    a = {"model": {"sigma": 0.1, "d": 1}, "seeds": [1, 2]}
+    b = {"seeds": [1, 2], "model": {"d": 1, "sigma": 0.1}}
+    assert config_hash(a) == config_hash(b)           # key order does not matter
+    assert config_hash(a) != config_hash({**a, "seeds": [2, 1]})
+    assert len(config_hash(a)) == 12
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "m.py").write_text("x = 1\n")
+    first = code_fingerprint(pkg)
+    (pkg / "m.py").write_text("x = 2\n")
+    assert code_fingerprint(pkg) != first
+
+
+@pytest.mark.slow
+def test_end_to_end_tiny_config(tmp_path):
+    """config/test.yaml from captures to tables, then nothing left to do on a second run."""
+    wf = _copy_workflow(tmp_path / "wf")
+    args = ("--cores", "2", "--configfile", "config/test.yaml", "--replace-workflow-config")
+    out = _snakemake(wf, *args, timeout=900)
+    if out.returncode != 0:
+        logs = "\n".join(f"== {p}\n{p.read_text()[-1500:]}" for p in (wf / "logs").rglob("*.log")
+                         if "rror" in p.read_text())
+        pytest.fail(f"snakemake failed:\n{out.stderr[-4000:]}\n{logs[-6000:]}")
+    cross = (wf / "results" / "cross_matrix.md").read_text()
+    assert "## janus: Mahalanobis-OAS vs terminal_norm" in cross
+    assert "| office |" in cross and "| iot |" in cross
+    assert "config hash:" in cross
+    for name in ("within.md", "thresholded.md", "per_attack.md", "aggregators.md",
+                 "baselines.md", "figures/cross_matrix.png", "figures/roc_iot.png",
+                 "figures/hist_office.png"):
+        assert (wf / "results" / name).stat().st_size > 0, name
+    again = _snakemake(wf, *args, "-n")
+    assert again.returncode == 0, again.stderr
+    assert "Nothing to be done" in again.stdout + again.stderr
+    html = _snakemake(wf, *args, "--report", "results/report.html", timeout=300)
+    assert html.returncode == 0, html.stderr[-3000:]
+    assert (wf / "results" / "report.html").stat().st_size > 0

@@ -1,0 +1,308 @@
+# All Python of the workflow: target lists, input/param functions, wildcard constraints.
+# The janus package itself never sees `config`; everything reaches it on the command line.
+
+import shlex
+from pathlib import Path
+
+from snakemake.logging import logger
+
+from janus.workflow_config import config_hash, package_version
+
+# --------------------------------------------------------------------------- names
+
+DATASETS = list(config["datasets"])
+SEEDS = [int(s) for s in config["seeds"]]
+DETECTORS = list(config["detectors"])
+# Detectors built on the JANUS model (trained by janus.train, aggregated by OAS); the rest
+# are baselines trained and scored by janus.baselines.
+JANUS_KINDS = ("janus", "janus_cont")
+JANUS_DETECTORS = [d for d in DETECTORS if d in JANUS_KINDS]
+BASELINES = [d for d in DETECTORS if d not in JANUS_KINDS]
+
+# What Snakemake cannot see: edits inside the installed package. Rules whose results
+# depend on janus carry this in params, so a new version (or, when asked, any source
+# edit) reruns them; otherwise use --forcerun.
+JANUS = package_version(config["provenance"]["rerun_on_code_change"])
+CONFIG_HASH = config_hash(config)
+
+FIGURE_SEED = (
+    config["report"]["figure_seed"]
+    if config["report"]["figure_seed"] is not None
+    else SEEDS[0]
+)
+if FIGURE_SEED not in SEEDS:
+    raise ValueError(
+        f"config key report.figure_seed = {FIGURE_SEED} is not one of seeds {SEEDS}"
+    )
+
+if workflow.config_settings.overwrite_config and not getattr(
+    workflow.config_settings, "replace_workflow_config", False
+):
+    # --configfile merges into config/config.yaml: a paper run without
+    # --replace-workflow-config would also run the four synthetic sites.
+    logger.warning(
+        "config/config.yaml was extended, not replaced, by the command-line config; "
+        f"datasets in use: {', '.join(DATASETS)} "
+        "(add --replace-workflow-config to use only the given config file)"
+    )
+
+
+def _fmt_sigma(value):
+    """Sigma as it appears in run folder names: '0.1', '0.6' (equal sigmas share a model)."""
+    return f"{float(value):g}"
+
+
+SIGMA_WITHIN = _fmt_sigma(config["model"]["sigma_within"])
+SIGMA_CROSS = _fmt_sigma(config["model"]["sigma_cross"])
+
+# (source, target) pairs: a model trained on source is scored and evaluated on target.
+PAIRS = [
+    (s, t) for s in DATASETS for t in DATASETS if s == t or config["cross_dataset"]
+]
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    source="|".join(DATASETS),
+    target="|".join(DATASETS),
+    site=r"[A-Za-z0-9_]+",
+    seed=r"\d+",
+    sigma=r"[0-9][0-9.e+-]*",
+    detector="|".join(DETECTORS),
+    jdet="|".join(JANUS_KINDS),
+    baseline="|".join(d for d in DETECTORS if d not in JANUS_KINDS) or "NONE",
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def source_kind(dataset):
+    """'synth', 'download' or 'pcaps' (the schema guarantees exactly one)."""
+    (kind,) = config["datasets"][dataset]["source"]
+    return kind
+
+
+def source_spec(dataset):
+    return config["datasets"][dataset]["source"][source_kind(dataset)]
+
+
+SYNTH_SITES = sorted(
+    {source_spec(d)["site"] for d in DATASETS if source_kind(d) == "synth"}
+)
+
+
+def raw_download_dir(dataset):
+    return f"data/raw/{dataset}"
+
+
+def captures(wildcards):
+    """Capture files of a dataset: what extract reads."""
+    kind = source_kind(wildcards.dataset)
+    spec = source_spec(wildcards.dataset)
+    if kind == "synth":
+        return [f"data/raw/synth/{spec['site']}/capture.pcap"]
+    if kind == "download":
+        return [f"{raw_download_dir(wildcards.dataset)}/captures.txt"]
+    return list(spec["files"])
+
+
+def capture_args(wildcards, input):
+    """Capture paths on extract's command line. A download lists its captures in a file
+    (their names are known only after archives are unpacked)."""
+    if source_kind(wildcards.dataset) == "download":
+        return f"$(cat {shlex.quote(str(input[0]))})"
+    return " ".join(shlex.quote(str(f)) for f in input)
+
+
+def synth_root(wildcards, output):
+    """The --out folder of janus.synth: it writes <root>/<site>/..."""
+    return str(Path(output.pcap).parent.parent)
+
+
+def label_inputs(wildcards):
+    """Files the labels step reads besides the extracted flows (label CSVs)."""
+    kind = source_kind(wildcards.dataset)
+    spec = source_spec(wildcards.dataset)
+    if kind == "synth":
+        return [f"data/raw/synth/{spec['site']}/GeneratedLabelledFlows.csv"]
+    if kind == "download":
+        return [f"{raw_download_dir(wildcards.dataset)}/captures.txt"]
+    return list(spec.get("labels", {}).get("csv", []))
+
+
+def _shell_glob(root, pattern):
+    """A registry glob ('CSVs/X/**/*.csv', '*' crossing '/') as a sorted `find` at run time."""
+    parts = pattern.split("/")
+    fixed = []
+    for part in parts[:-1]:
+        if any(c in part for c in "*?["):
+            break
+        fixed.append(part)
+    base = "/".join([root] + fixed)
+    # A wildcard folder, or '**', means any depth below the fixed prefix.
+    depth = "-maxdepth 1 " if len(fixed) == len(parts) - 1 else ""
+    return f"$(find {shlex.quote(base)} {depth}-name {shlex.quote(parts[-1])} | sort)"
+
+
+def label_args(wildcards, input):
+    """Command-line options of janus.labels for a dataset's labelling rule."""
+    kind = source_kind(wildcards.dataset)
+    if kind == "synth":
+        return " ".join(["--csv", *map(shlex.quote, input.extra)])
+    if kind == "download":
+        # The registry (janus.datasets) holds each paper dataset's labelling rule. Its CSV
+        # globs name files that exist only after the download, so the shell expands them
+        # when the job runs.
+        from dataclasses import replace
+
+        from janus.datasets import get_dataset
+
+        label_rule = get_dataset(source_spec(wildcards.dataset)["dataset"]).label_rule
+        root = raw_download_dir(wildcards.dataset)
+        csvs = [f"--csv {_shell_glob(root, g)}" for g in label_rule.csv_globs]
+        rest = replace(label_rule, csv_globs=()).to_cli_args()
+        return " ".join(csvs + [shlex.quote(a) for a in rest])
+    spec = source_spec(wildcards.dataset).get("labels", {})
+    args = []
+    if spec.get("csv"):
+        args += ["--csv", *spec["csv"]]
+    for attacker in spec.get("attackers", []):
+        args += ["--attacker", attacker]
+    if spec.get("by_folder"):
+        args.append("--by-folder")
+    for glob, cls in spec.get("file_class", {}).items():
+        args += ["--file-class", f"{glob}={cls}"]
+    args += ["--default", spec.get("default", "unknown")]
+    args += ["--time-offset", str(spec.get("time_offset", "auto"))]
+    if spec.get("utc_offset_hours") is not None:
+        args += ["--utc-offset-hours", str(spec["utc_offset_hours"])]
+    return " ".join(map(shlex.quote, args))
+
+
+def download_args(wildcards):
+    """--mirror / --local options of janus.download."""
+    spec = source_spec(wildcards.dataset)
+    args = []
+    if spec.get("mirror"):
+        args += ["--mirror", spec["mirror"]]
+    if spec.get("local"):
+        args += ["--local", spec["local"]]
+    return " ".join(map(shlex.quote, args))
+
+
+def download_name(wildcards):
+    return source_spec(wildcards.dataset)["dataset"]
+
+
+def data_dir(wildcards, input):
+    return str(Path(input.packets).parent)
+
+
+def model_dir(wildcards, input):
+    return str(Path(input.model).parent)
+
+
+def out_dir(wildcards, output):
+    return str(Path(output[0]).parent)
+
+
+def optional_flags(section, names):
+    """'--n-train 100 ...' for the non-null keys of a config section."""
+    values = config[section]
+    return " ".join(
+        f"--{name.replace('_', '-')} {values[name]}"
+        for name in names
+        if values.get(name) is not None
+    )
+
+
+SPLIT_FLAGS = optional_flags(
+    "splits", ["n_train", "n_val", "n_test_benign", "n_test_attack"]
+)
+TRAIN_FLAGS = " ".join(
+    filter(
+        None,
+        [
+            optional_flags("train", ["epochs", "batch_size", "lr", "patience"]),
+            optional_flags("train", ["max_train_flows"]),
+            "" if config["model"]["ot"] else "--no-ot",
+            "" if config["model"]["causal"] else "--full-attention",
+        ],
+    )
+)
+MODEL_FLAGS = optional_flags("model", ["d_model", "n_layers", "n_heads"])
+
+
+# --------------------------------------------------------------------------- models
+
+
+def lambda_disc(wildcards):
+    """janus_cont is the continuous-only ablation: no discrete-channel loss."""
+    return 0.0 if wildcards.jdet == "janus_cont" else config["model"]["lambda_disc"]
+
+
+def sigma_for(source, target):
+    return SIGMA_WITHIN if source == target else SIGMA_CROSS
+
+
+def janus_model(wildcards):
+    """The checkpoint that scores target: sigma_within on its own data, sigma_cross elsewhere."""
+    sigma = sigma_for(wildcards.source, wildcards.target)
+    return f"runs/{wildcards.jdet}/{wildcards.source}/seed{wildcards.seed}_sigma{sigma}/model.pt"
+
+
+def scores_path(detector, source, target, seed):
+    """Per-flow scores evaluate reads: OAS-aggregated for JANUS, raw for baselines."""
+    kind = "agg" if detector in JANUS_KINDS else "scores"
+    return f"results/{kind}/{detector}/{source}/{target}/seed{seed}.parquet"
+
+
+def eval_scores(wildcards):
+    return scores_path(
+        wildcards.detector, wildcards.source, wildcards.target, wildcards.seed
+    )
+
+
+def res(step, key):
+    return config["resources"][step][key]
+
+
+# --------------------------------------------------------------------------- targets
+
+METRICS = [
+    f"results/metrics/{d}/{s}/{t}/seed{seed}.json"
+    for d in DETECTORS
+    for s, t in PAIRS
+    for seed in SEEDS
+]
+
+TABLES = [
+    "results/cross_matrix.md",
+    "results/within.md",
+    "results/thresholded.md",
+    "results/per_attack.md",
+    "results/aggregators.md",
+    "results/baselines.md",
+]
+
+FIGURES = ["results/figures/cross_matrix.png"] + expand(
+    "results/figures/{kind}_{dataset}.png", kind=["roc", "hist"], dataset=DATASETS
+)
+
+
+def figure_inputs(wildcards):
+    """Within-dataset runs of the figure seed: their metrics and the per-flow files they name."""
+    d, seed = wildcards.dataset, FIGURE_SEED
+    return {
+        "metrics": [
+            f"results/metrics/{det}/{d}/{d}/seed{seed}.json" for det in DETECTORS
+        ],
+        "scores": [scores_path(det, d, d, seed) for det in DETECTORS],
+        "labels": f"data/{d}/labels.parquet",
+        "splits": f"data/{d}/splits/seed{seed}.npz",
+    }
+
+
+def report_root(wildcards, output):
+    """results/ for outputs under results/figures/."""
+    return str(Path(output[0]).parent.parent)

@@ -1,0 +1,120 @@
+# Captures -> the dataset triple, labels and per-seed splits.
+
+
+rule synth:
+    output:
+        pcap="data/raw/synth/{site}/capture.pcap",
+        csv="data/raw/synth/{site}/GeneratedLabelledFlows.csv",
+        meta="data/raw/synth/{site}/site.json",
+    log:
+        "logs/synth/{site}.log",
+    conda:
+        "../envs/janus.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("light", "mem_mb"),
+        runtime=res("light", "runtime"),
+    params:
+        root=synth_root,
+        seed=config["synth"]["seed"],
+        scale=config["synth"]["scale"],
+        janus=JANUS,
+    shell:
+        "python -m janus.synth --out {params.root} --seed {params.seed}"
+        " --sites {wildcards.site} --scale {params.scale} > {log} 2>&1"
+
+
+rule download:
+    output:
+        captures="data/raw/{dataset}/captures.txt",
+    log:
+        "logs/download/{dataset}.log",
+    conda:
+        "../envs/janus.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("light", "mem_mb"),
+        runtime=res("light", "runtime"),
+    params:
+        name=download_name,
+        root=out_dir,
+        source=download_args,
+        janus=JANUS,
+    shell:
+        "python -m janus.download {params.name} --out {params.root} {params.source}"
+        " --captures-list {output.captures} > {log} 2>&1"
+
+
+rule extract:
+    input:
+        captures,
+    output:
+        packets="data/{dataset}/packets.npz",
+        flows="data/{dataset}/flows.parquet",
+        features="data/{dataset}/flow_features.parquet",
+        stats="data/{dataset}/extract_stats.json",
+    log:
+        "logs/extract/{dataset}.log",
+    conda:
+        "../envs/janus.yaml"
+    threads: res("extract", "threads")
+    resources:
+        mem_mb=res("extract", "mem_mb"),
+        runtime=res("extract", "runtime"),
+    params:
+        captures=capture_args,
+        out=out_dir,
+        max_packets=config["extract"]["max_packets"],
+        idle=config["extract"]["idle_timeout"],
+        active=config["extract"]["active_timeout"],
+        janus=JANUS,
+    shell:
+        "python -m janus.extract {params.captures} --out {params.out}"
+        " --max-packets {params.max_packets} --idle-timeout {params.idle}"
+        " --active-timeout {params.active} > {log} 2>&1"
+
+
+rule labels:
+    input:
+        flows="data/{dataset}/flows.parquet",
+        packets="data/{dataset}/packets.npz",
+        extra=label_inputs,
+    output:
+        labels="data/{dataset}/labels.parquet",
+    log:
+        "logs/labels/{dataset}.log",
+    conda:
+        "../envs/janus.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("light", "mem_mb"),
+        runtime=res("light", "runtime"),
+    params:
+        data=data_dir,
+        rule=label_args,
+        janus=JANUS,
+    shell:
+        "python -m janus.labels --data {params.data} {params.rule} > {log} 2>&1"
+
+
+rule splits:
+    input:
+        packets="data/{dataset}/packets.npz",
+        labels="data/{dataset}/labels.parquet",
+    output:
+        splits="data/{dataset}/splits/seed{seed}.npz",
+    log:
+        "logs/splits/{dataset}/seed{seed}.log",
+    conda:
+        "../envs/janus.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("light", "mem_mb"),
+        runtime=res("light", "runtime"),
+    params:
+        data=data_dir,
+        sizes=SPLIT_FLAGS,
+        janus=JANUS,
+    shell:
+        "python -m janus.splits --data {params.data} --seed {wildcards.seed}"
+        " --out {output.splits} {params.sizes} > {log} 2>&1"
