@@ -56,7 +56,7 @@ from .datasets import (
     portal_settings,
 )
 from .errors import ConfigError, JanusError
-from .io import atomic_path, write_json
+from .io import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -729,6 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="print what would be fetched from where, and fetch nothing")
     p.add_argument("--no-extract", action="store_true", help="keep archives packed")
+    p.add_argument("--captures-list", metavar="FILE", type=Path,
+                   help="after a successful download, write the capture files found (one path "
+                        "per line, sorted) to FILE, for 'janus extract --captures-from FILE'")
     p.add_argument("--copy", action="store_true",
                    help="with --local: copy files instead of symlinking them")
     p.add_argument("--registry", metavar="FILE", type=Path,
@@ -764,10 +767,27 @@ def run(args: argparse.Namespace) -> int:
                               details=details, settings=settings, timeout=args.timeout,
                               cookie_file=None if args.dry_run
                               else _cookie_file(args.out))
-    download_dataset(ds, args.out, source=source, local=args.local, only=args.only,
-                     retries=args.retries, backoff=args.backoff, timeout=args.timeout,
-                     dry_run=args.dry_run, do_extract=not args.no_extract, copy=args.copy)
+    result = download_dataset(ds, args.out, source=source, local=args.local, only=args.only,
+                              retries=args.retries, backoff=args.backoff, timeout=args.timeout,
+                              dry_run=args.dry_run, do_extract=not args.no_extract,
+                              copy=args.copy)
+    if args.captures_list is not None and not args.dry_run:
+        if not result.captures:
+            raise JanusError(f"{ds.name}: no capture files found under {args.out} (globs "
+                             f"{list(ds.capture_globs)}); nothing to write to {args.captures_list}")
+        write_captures_list(args.captures_list, result.captures)
     return 0
+
+
+def write_captures_list(path: str | os.PathLike, captures: Iterable[Path]) -> None:
+    """Write capture paths one per line (atomically); names with a newline are refused."""
+    lines = []
+    for capture in captures:
+        text = str(capture)
+        if "\n" in text:
+            raise JanusError(f"{text!r}: a capture path with a newline cannot be listed")
+        lines.append(text)
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _cookie_file(out: Path) -> Path:

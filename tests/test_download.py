@@ -27,7 +27,7 @@ from janus.download import (
     main,
     parse_md5_file,
 )
-from janus.errors import ConfigError
+from janus.errors import ConfigError, JanusError
 
 DETAILS = {"name": "Ada Lovelace", "email": "ada@example.org", "institution": "Analytical",
            "job": "Researcher", "country": "United Kingdom"}
@@ -423,3 +423,19 @@ def test_listing_behind_a_login_page_is_refused(server, tmp_path):
     msg = str(err.value)
     assert f"{server.portal_url}/browse.php?p=DS%2FPCAP%2FAttack" in msg
     assert "login page" in msg and "--local DIR" in msg
+
+
+def test_captures_list_names_every_capture_one_per_line(tmp_path):
+    from janus.download import write_captures_list
+
+    local = tmp_path / "by-hand"
+    for rel, data in FILES.items():
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(data)
+    result = download_dataset(TOY, tmp_path / "out", local=local, echo=lambda s: None)
+    listing = tmp_path / "captures.txt"
+    write_captures_list(listing, result.captures)
+    lines = listing.read_text().splitlines()
+    assert [Path(p).relative_to(tmp_path / "out").as_posix() for p in lines] == EXPECTED_CAPTURES
+    with pytest.raises(JanusError, match="newline"):
+        write_captures_list(listing, [Path("a\nb.pcap")])
