@@ -8,7 +8,8 @@ assembles bidirectional flows (:mod:`janus.flows`) and writes, each atomically:
 * ``flows.parquet`` -- :data:`janus.contract.FLOW_COLUMNS`, one row per flow;
 * ``flow_features.parquet`` -- ``flow_id`` + the 20 features (:mod:`janus.features`);
 * ``extract_stats.json`` -- written last: packets read per file, packets skipped by reason,
-  totals, end reasons, the parameters and the wall time.
+  totals, end reasons, the parameters, the wall time and its split into phases (read +
+  decode, flow assembly, features, writing).
 
 All three tables are indexed by ``flow_id = arange(N)`` in the same row order (flows sorted
 by start time). With ``--labels`` the labels step runs on the result.
@@ -45,36 +46,92 @@ log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 DEFAULT_CHUNK_MB = 32
-_BYTES_KEY = "truncated_tail_bytes"  # the one SkipCounter key that counts bytes, not packets
 
 
-def _string_array(values: Sequence[str]):
-    """A pyarrow ``string`` array built from buffers.
+def _arrow_strings(lengths: np.ndarray, data: np.ndarray):
+    """A pyarrow ``string`` array from per-row byte lengths and the concatenated UTF-8 bytes.
 
-    ``pa.array(list_of_str)`` imports pandas on first use (~0.25 s per process, a large
-    share of extracting a small capture); offsets + UTF-8 bytes go straight to Arrow.
+    Built from buffers: ``pa.array(list_of_str)`` imports pandas on first use (~0.25 s per
+    process, a large share of extracting a small capture).
     """
     import pyarrow as pa
 
-    encoded = [v.encode("utf-8") for v in values]
-    offsets = np.zeros(len(encoded) + 1, np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+    offsets = np.zeros(lengths.shape[0] + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
     if offsets[-1] >= 2**31:
-        return pa.array(values, type=pa.large_string()).cast(pa.string())
-    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets.astype(np.int32)),
-                                       pa.py_buffer(b"".join(encoded)))
+        raise JanusError(f"{FLOWS_FILE}: a text column would hold {offsets[-1]} bytes, more than "
+                         "Arrow's 2 GiB limit for one column; extract the captures in several runs")
+    return pa.StringArray.from_buffers(lengths.shape[0], pa.py_buffer(offsets.astype(np.int32)),
+                                       pa.py_buffer(np.ascontiguousarray(data, np.uint8)))
+
+
+def _choice_strings(choices: Sequence[str], index: np.ndarray):
+    """``[choices[i] for i in index]`` as a pyarrow ``string`` array, without Python strings
+    per row (a byte gather: one flow table row costs ~10 ns instead of ~1 us)."""
+    encoded = [c.encode("utf-8") for c in choices]
+    pool = np.frombuffer(b"".join(encoded), np.uint8)
+    size = np.fromiter(map(len, encoded), np.int64, len(encoded))
+    first = np.zeros(len(encoded), np.int64)
+    np.cumsum(size[:-1], out=first[1:])
+    index = np.asarray(index, np.int64)
+    lengths = size[index]
+    total = int(lengths.sum())
+    # Output byte j of row r comes from pool[first[index[r]] + (j - start of row r)].
+    row_start = np.cumsum(lengths) - lengths
+    src = np.repeat(first[index] - row_start, lengths) + np.arange(total)
+    return _arrow_strings(lengths, pool[src])
+
+
+def _ip_strings(words: np.ndarray):
+    """uint64 ``(n, 2)`` address words -> pyarrow ``string`` array of the same text as
+    :func:`janus.batch.ip_text_from_words` (dotted quad for IPv4-mapped, RFC 5952 otherwise).
+
+    IPv4 rows are formatted digit by digit with NumPy (~15 vector operations in all) instead
+    of building a Python string per address; IPv6 rows, rare in practice, use the reference
+    formatter.
+    """
+    words = np.asarray(words, dtype=np.uint64)
+    is_v4 = (words[:, 0] == 0) & ((words[:, 1] >> np.uint64(32)) == np.uint64(0xFFFF))
+    v4 = (words[:, 1] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    octets = [(v4 >> shift) & 0xFF for shift in (24, 16, 8, 0)]
+    digits = [1 + (o >= 10) + (o >= 100) for o in octets]
+    lengths = digits[0] + digits[1] + digits[2] + digits[3] + 3
+    v6_rows = np.flatnonzero(~is_v4)
+    v6_text = [t.encode("ascii") for t in ip_text_from_words(words[v6_rows])]
+    lengths[v6_rows] = np.fromiter(map(len, v6_text), np.int64, len(v6_text))
+    data = np.empty(int(lengths.sum()), np.uint8)
+    start = np.cumsum(lengths) - lengths
+    rows = np.flatnonzero(is_v4)
+    pos = start[rows]
+    for k in range(4):
+        o, d = octets[k][rows], digits[k][rows]
+        three = d == 3
+        data[pos[three]] = 48 + o[three] // 100
+        two = d >= 2
+        data[pos[two] + d[two] - 2] = 48 + (o[two] // 10) % 10
+        data[pos + d - 1] = 48 + o % 10
+        pos = pos + d
+        if k < 3:
+            data[pos] = 46  # "."
+            pos = pos + 1
+    for r, text in zip(v6_rows.tolist(), v6_text):
+        data[start[r]: start[r] + len(text)] = np.frombuffer(text, np.uint8)
+    return _arrow_strings(lengths, data)
 
 
 def flows_table(res: FlowResult, paths: Sequence[str]):
     """A :class:`FlowResult` -> pyarrow Table with exactly :data:`janus.contract.FLOW_COLUMNS`."""
     import pyarrow as pa
 
-    files = np.asarray([str(p) for p in paths], dtype=object)
     n = len(res)
-    cols = {
+    strings = {
+        "src_ip": _ip_strings(res.src_ip),
+        "dst_ip": _ip_strings(res.dst_ip),
+        "end_reason": _choice_strings(END_REASONS, res.end_reason),
+        "source_file": _choice_strings([str(p) for p in paths], res.file_index),
+    }
+    numbers = {
         "flow_id": np.arange(n, dtype=np.int64),
-        "src_ip": ip_text_from_words(res.src_ip),
-        "dst_ip": ip_text_from_words(res.dst_ip),
         "src_port": res.src_port,
         "dst_port": res.dst_port,
         "proto": res.proto,
@@ -82,16 +139,15 @@ def flows_table(res: FlowResult, paths: Sequence[str]):
         "end_time": res.end_time,
         "n_packets": res.n_packets,
         "n_bytes": res.n_bytes,
-        "end_reason": res.end_reason_text(),
-        "source_file": files[res.file_index].tolist() if n else [],
     }
     schema = pa.schema([(name, pa.type_for_alias(t)) for name, t in FLOW_COLUMNS.items()])
-    assert list(cols) == schema.names
+    assert set(strings) | set(numbers) == set(schema.names)
     arrays = {}
     for field in schema:
-        value = cols[field.name]
-        arrays[field.name] = (_string_array(value) if field.type == pa.string()
-                              else arrow_column(value, FLOW_COLUMNS[field.name]))
+        if field.type == pa.string():
+            arrays[field.name] = strings[field.name]
+        else:
+            arrays[field.name] = arrow_column(numbers[field.name], FLOW_COLUMNS[field.name])
     return pa.table(arrays, schema=schema)
 
 
@@ -118,7 +174,7 @@ def extract(
     missing or unreadable capture (:class:`janus.errors.CaptureError` from the reader names
     the file and byte offset) and :class:`ConfigError` for bad parameters.
     """
-    from .pcap import iter_capture
+    from .pcap import NON_PACKET_SKIP_KEYS, iter_capture
 
     paths = [str(p) for p in paths]
     if not paths:
@@ -141,10 +197,24 @@ def extract(
     skips = SkipCounter()
     asm = FlowAssembler(max_packets, idle_timeout, active_timeout)
     per_file: list[dict] = []
+    # Seconds per phase (read = file reading + record walk + header decoding). The first
+    # call of each compiled function in a process also loads it from numba's cache, and the
+    # first one initialises numba itself (~0.3 s): those one-time costs land in the phase
+    # that first needs them, mostly "read".
+    phase = dict.fromkeys(("read", "flows", "features", "write"), 0.0)
+    tick = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        phase[name] += now - tick
+        tick = now
+
     with _progress(sum(sizes)) as bar:
         for index, (path, size) in enumerate(zip(paths, sizes)):
             kept, shown = 0, 0
             for batch in iter_capture(path, file_index=index, skips=skips, chunk_bytes=chunk_bytes):
+                lap("read")
                 asm.add(batch)
                 kept += len(batch)
                 # The reader does not report offsets; advance by an estimate (record header +
@@ -152,17 +222,23 @@ def extract(
                 step = min(size - shown, 16 * len(batch) + int(batch.wire_len.sum(dtype=np.int64)))
                 bar.update(step)
                 shown += step
+                lap("flows")
             bar.update(size - shown)
             per_file.append({"path": path, "bytes": size, "packets_kept": kept})
+            lap("read")
         bar.set_postfix_str("assembling")
         res = asm.finish()
+        lap("flows")
 
     features = compute_flow_features(res.packets, res.lengths)
+    lap("features")
     _write_outputs(out_dir, res, features, paths)
+    lap("write")
     wall = time.perf_counter() - t0
 
     skipped = {k: int(v) for k, v in sorted(skips.items())}
-    n_skipped = sum(v for k, v in skipped.items() if k != _BYTES_KEY)
+    # Bytes of a cut final record and unknown pcapng blocks are not packets.
+    n_skipped = sum(v for k, v in skipped.items() if k not in NON_PACKET_SKIP_KEYS)
     n_kept = sum(f["packets_kept"] for f in per_file)
     reasons = Counter(res.end_reason_text())
     summary = {
@@ -183,6 +259,7 @@ def extract(
             "chunk_bytes": chunk_bytes,
         },
         "wall_time_s": round(wall, 3),
+        "phase_time_s": {k: round(v, 3) for k, v in phase.items()},
         "packets_per_s": round((n_kept + n_skipped) / wall, 1) if wall > 0 else None,
     }
     from .io import write_json

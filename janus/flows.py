@@ -128,7 +128,7 @@ def hash_keys(keys: np.ndarray, seed: int) -> np.ndarray:
     """64-bit hash of each key row (uint64 ``(n, 5)`` -> uint64 ``(n,)``), salted by ``seed``.
 
     A multiply-xorshift mix per column (wrapping uint64 arithmetic). Distinct keys can collide;
-    callers detect that and retry with another seed.
+    the assembler's key table only starts its probe at the hash and compares full keys.
     """
     mult = np.uint64(0x9E3779B97F4A7C15)
     h = np.full(keys.shape[0], np.uint64((0x243F6A8885A308D3 + seed * 0x9E3779B9) & (2**64 - 1)))
@@ -143,15 +143,48 @@ def hash_keys(keys: np.ndarray, seed: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the state machine
+# The key table maps the key of every flow that can still receive packets to its slot: open
+# addressing with linear probing over ``tab`` (slot ids, -1 = empty), probed from the key's
+# 64-bit hash and confirmed against the full key in ``slot_key``, so a hash collision costs a
+# longer probe, never a wrong flow. It is looked up inside the per-packet loop: a sorted-hash
+# table needs an np.unique (a sort) of every batch's hashes and a searchsorted, ~5x the cost.
+@numba.njit(cache=True, nogil=True)
+def _probe(tab, slot_key, keys, i, h):  # pragma: no cover - compiled
+    """Position in ``tab`` of key row ``keys[i]``: its entry, or the empty cell where it goes."""
+    mask = tab.shape[0] - 1
+    p = np.int64(h & np.uint64(mask))
+    while True:
+        s = tab[p]
+        if s < 0:
+            return p
+        k = slot_key[s]
+        if (k[0] == keys[i, 0] and k[1] == keys[i, 1] and k[2] == keys[i, 2]
+                and k[3] == keys[i, 3] and k[4] == keys[i, 4]):
+            return p
+        p = (p + 1) & mask
+
+
+@numba.njit(cache=True, nogil=True)
+def _rebuild_table(tab, slots, slot_hash):  # pragma: no cover - compiled
+    """Refill ``tab`` (size a power of 2, more than ``len(slots)``) with ``slots``."""
+    tab[:] = -1
+    mask = tab.shape[0] - 1
+    for s in slots:
+        p = np.int64(slot_hash[s] & np.uint64(mask))
+        while tab[p] >= 0:
+            p = (p + 1) & mask
+        tab[p] = s
+
+
 # The per-packet state machine is sequential by nature: whether packet i opens a flow, joins
 # one or closes one depends on every earlier packet of its key (FIN/RST state, timeouts,
 # initiator). NumPy cannot express that recurrence without a Python-level loop over packets
-# (~1 us each), so the loop is compiled with numba; everything around it (key hashing,
-# key -> dense id mapping, harvesting finished flows) stays vectorised NumPy.
+# (~1 us each), so the loop is compiled with numba; key canonicalisation and hashing around
+# it stay vectorised NumPy.
 @numba.njit(cache=True, nogil=True)
 def _assemble(
-    start, uid, src_is_a, ts, wire_len, flags, win, proto, file_index, seq0,
-    u_slot, st_i, st_f, pk, free, n_free, alloc, alloc_u, n_alloc, clock,
+    start, keys, hashes, src_is_a, ts, wire_len, flags, win, proto, file_index, seq0,
+    tab, slot_key, slot_hash, st_i, st_f, pk, free, n_free, alloc, n_alloc, clock,
     max_packets, idle_timeout, active_timeout,
 ):  # pragma: no cover - compiled
     """Feed packets ``start..n-1`` into the slot state. Returns ``(next, clock, n_free, n_alloc)``;
@@ -160,11 +193,11 @@ def _assemble(
     for i in range(start, n):
         t = ts[i]
         clock = max(clock, t)
-        u = uid[i]
         f = flags[i]
         is_tcp = proto[i] == _PROTO_TCP
         pure_syn = is_tcp and (f & TCP_SYN) != 0 and (f & TCP_ACK) == 0
-        s = u_slot[u]
+        cell = _probe(tab, slot_key, keys, i, hashes[i])
+        s = tab[cell]
         if s >= 0:
             end = -1
             if clock - st_f[s, _F_LAST] > idle_timeout:
@@ -184,9 +217,10 @@ def _assemble(
             n_free -= 1
             s = free[n_free]
             alloc[n_alloc] = s
-            alloc_u[n_alloc] = u
             n_alloc += 1
-            u_slot[u] = s
+            tab[cell] = s
+            slot_key[s] = keys[i]
+            slot_hash[s] = hashes[i]
             first_from_a = src_is_a[i]
             if is_tcp and (f & TCP_SYN) != 0 and (f & TCP_ACK) != 0:
                 first_from_a = not first_from_a  # a SYN-ACK is sent by the responder
@@ -286,7 +320,6 @@ class FlowAssembler:
         self.max_packets = int(max_packets)
         self.idle_timeout = float(idle_timeout)
         self.active_timeout = math.inf if active_timeout is None else float(active_timeout)
-        self._seed = 0
         self._clock = -math.inf
         self._seq = 0  # packets consumed so far (global first-packet order)
         self._finished = False
@@ -296,13 +329,13 @@ class FlowAssembler:
         self._st_f = np.zeros((0, _N_F), np.float64)
         self._pk = np.zeros((0, self.max_packets, N_CHANNELS), np.float32)
         self._slot_key = np.zeros((0, 5), np.uint64)
+        self._slot_hash = np.zeros(0, np.uint64)
         self._inuse = np.zeros(0, bool)
         self._free = np.zeros(0, np.int64)
         self._n_free = 0
         self._grow(_INITIAL_SLOTS)
-        # Key table of flows that can still receive packets: sorted hashes -> slot.
-        self._tab_hash = np.zeros(0, np.uint64)
-        self._tab_slot = np.zeros(0, np.int64)
+        # Key table of flows that can still receive packets (see _probe): a power-of-2 size.
+        self._tab = np.full(1, -1, np.int64)
         self._out: list[dict[str, np.ndarray]] = []
 
     # ----------------------------------------------------------------- public API
@@ -319,27 +352,27 @@ class FlowAssembler:
         if n == 0:
             return
         keys, src_is_a = canonical_keys(batch)
-        uid, u_hash, u_keys, u_slot, u_pos, u_found = self._map_keys(keys)
-        alloc, alloc_u = np.empty(n, np.int64), np.empty(n, np.int64)
+        hashes = hash_keys(keys, 0)
+        # At most one new table entry per packet: keep the load factor at or under 1/2.
+        self._ensure_table(self.n_active + n)
+        alloc = np.empty(n, np.int64)
         n_alloc, i = 0, 0
         flags = batch.tcp_flags.astype(np.uint8, copy=False)
         while True:
             i, self._clock, self._n_free, n_alloc = _assemble(
-                i, uid, src_is_a, batch.ts.astype(np.float64, copy=False),
+                i, keys, hashes, src_is_a, batch.ts.astype(np.float64, copy=False),
                 batch.wire_len.astype(np.int64, copy=False), flags,
                 batch.tcp_win.astype(np.float32, copy=False), batch.proto.astype(np.uint8, copy=False),
                 batch.file_index.astype(np.int32, copy=False), self._seq,
-                u_slot, self._st_i, self._st_f, self._pk, self._free, self._n_free, alloc, alloc_u, n_alloc,
+                self._tab, self._slot_key, self._slot_hash, self._st_i, self._st_f, self._pk,
+                self._free, self._n_free, alloc, n_alloc,
                 self._clock, self.max_packets, self.idle_timeout, self.active_timeout,
             )
             if i >= n:
                 break
             self._grow(2 * self._cap)
         self._seq += n
-        new_slots = alloc[:n_alloc]
-        self._inuse[new_slots] = True
-        self._slot_key[new_slots] = u_keys[alloc_u[:n_alloc]]
-        self._update_table(u_slot, u_pos, u_found, u_hash)
+        self._inuse[alloc[:n_alloc]] = True
         self._expire(final=False)
 
     def finish(self) -> FlowResult:
@@ -358,6 +391,7 @@ class FlowAssembler:
         pk[:old] = self._pk
         self._pk = pk
         self._slot_key = np.concatenate([self._slot_key, np.zeros((cap - old, 5), np.uint64)])
+        self._slot_hash = np.concatenate([self._slot_hash, np.zeros(cap - old, np.uint64)])
         self._inuse = np.concatenate([self._inuse, np.zeros(cap - old, bool)])
         # Free stack: pop from the end, so lower slot numbers are handed out first.
         free = np.empty(cap, np.int64)
@@ -367,54 +401,11 @@ class FlowAssembler:
         self._free = free
         self._cap = cap
 
-    def _map_keys(self, keys: np.ndarray):
-        """Dense batch-local key ids and the slot each key's flow currently occupies.
-
-        ``keys`` uint64 (n, 5) -> ``uid`` (n,) in 0..U-1, and per distinct key (U,): its hash,
-        key row, slot (-1: no flow held), table position and whether the table had it.
-
-        Keys are hashed to 64 bits; ``np.unique`` turns hashes into dense ids, and a sorted
-        table of the hashes of flows still held maps ids to slots (``searchsorted``). Every
-        hash match is verified against the full key; on any collision the whole mapping is
-        redone with a new salt (the table is rehashed from the stored slot keys).
-        """
-        while True:
-            h = hash_keys(keys, self._seed)
-            u_hash, first, uid = np.unique(h, return_index=True, return_inverse=True)
-            u_keys = keys[first]
-            if not np.array_equal(u_keys[uid], keys):
-                self._rehash()
-                continue
-            pos = np.searchsorted(self._tab_hash, u_hash)
-            found = pos < self._tab_hash.shape[0]
-            found[found] = self._tab_hash[pos[found]] == u_hash[found]
-            u_slot = np.full(u_hash.shape[0], -1, np.int64)
-            u_slot[found] = self._tab_slot[pos[found]]
-            if not np.array_equal(self._slot_key[u_slot[found]], u_keys[found]):
-                self._rehash()
-                continue
-            return uid.astype(np.int64).reshape(-1), u_hash, u_keys, u_slot, pos, found
-
-    def _rehash(self) -> None:
-        self._seed += 1
-        h = hash_keys(self._slot_key[self._tab_slot], self._seed)
-        order = np.argsort(h, kind="stable")
-        self._tab_hash, self._tab_slot = h[order], self._tab_slot[order]
-
-    def _update_table(self, u_slot, u_pos, u_found, u_hash) -> None:
-        """Point every key seen in this batch at its current slot; insert new keys."""
-        self._tab_slot[u_pos[u_found]] = u_slot[u_found]
-        new = ~u_found
-        if new.any():
-            # Merge two sorted arrays: each new hash lands before the table entries >= it.
-            ins = u_pos[new] + np.arange(int(new.sum()))
-            total = self._tab_hash.shape[0] + ins.shape[0]
-            is_new = np.zeros(total, bool)
-            is_new[ins] = True
-            th, ts_ = np.empty(total, np.uint64), np.empty(total, np.int64)
-            th[is_new], ts_[is_new] = u_hash[new], u_slot[new]
-            th[~is_new], ts_[~is_new] = self._tab_hash, self._tab_slot
-            self._tab_hash, self._tab_slot = th, ts_
+    def _ensure_table(self, entries: int) -> None:
+        """Grow the key table (rebuilding it) so that ``entries`` fill at most half of it."""
+        if 2 * entries > self._tab.shape[0]:
+            self._tab = np.empty(1 << (2 * entries - 1).bit_length(), np.int64)
+            _rebuild_table(self._tab, np.flatnonzero(self._inuse), self._slot_hash)
 
     def _expire(self, final: bool) -> None:
         """Move finished flows to the output buffers and free their slots.
@@ -437,8 +428,7 @@ class FlowAssembler:
         self._harvest(done)
         # Drop table entries whose flow just left (their key may reappear as a new flow).
         self._inuse[done] = False
-        keep = self._inuse[self._tab_slot]
-        self._tab_hash, self._tab_slot = self._tab_hash[keep], self._tab_slot[keep]
+        _rebuild_table(self._tab, np.flatnonzero(self._inuse), self._slot_hash)
         k = done.shape[0]
         self._free[self._n_free : self._n_free + k] = done[::-1]
         self._n_free += k

@@ -155,6 +155,7 @@ def test_pcap_then_pcapng_stream_with_skips(tmp_path):
         ipv4,
         pcap_bytes,
         pcapng_bytes,
+        raw_block,
         shb,
         udp,
     )
@@ -164,9 +165,13 @@ def test_pcap_then_pcapng_stream_with_skips(tmp_path):
     resp = ethernet(ipv4(udp(53, 5353, b"r" * 90), "10.0.0.53", "10.0.0.1", PROTO_UDP))
     first, second = tmp_path / "a.pcap", tmp_path / "b.pcapng"
     first.write_bytes(pcap_bytes([Record(100.0, arp), Record(100.5, req), Record(100.6, arp)]))
-    second.write_bytes(pcapng_bytes([shb(), idb(), epb(resp, 100.75)]))
+    # An unknown block and a cut final record: counted, but as a block and as bytes, not packets.
+    cut = epb(resp, 100.9)
+    second.write_bytes(pcapng_bytes([shb(), idb(), raw_block(0x12345, b"\0" * 8), epb(resp, 100.75),
+                                     cut[:-10]]))
     summary = extract([first, second], tmp_path / "ds")
-    assert summary["skipped"] == {"non_ip": 2}
+    assert summary["skipped"] == {"non_ip": 2, "pcapng_unknown_block": 1,
+                                  "truncated_tail_bytes": len(cut) - 10}
     assert summary["totals"]["packets_skipped"] == 2 and summary["totals"]["packets_kept"] == 2
     rows = pq.read_table(tmp_path / "ds" / FLOWS_FILE).to_pylist()
     assert len(rows) == 1 and rows[0]["n_packets"] == 2 and rows[0]["source_file"] == str(first)
@@ -186,3 +191,26 @@ def test_only_skipped_packets_gives_empty_triple(tmp_path):
         assert npz["packets"].shape == (0, 5, 9)
     assert pq.read_table(tmp_path / "ds" / FLOWS_FILE).num_rows == 0
     assert pq.read_table(tmp_path / "ds" / FEATURES_FILE).num_rows == 0
+
+
+@pytest.mark.parametrize("n_v6", [0, 2])
+def test_ip_strings_match_the_reference_formatter(n_v6):
+    from janus.batch import ip_text_from_words, ip_words_from_text
+    from janus.extract import _ip_strings
+
+    rng = np.random.default_rng(5)
+    edges = [0, 1, 9, 10, 11, 99, 100, 101, 199, 200, 255]  # 1-, 2- and 3-digit octets
+    v4 = [".".join(map(str, q)) for q in rng.choice(edges, (300, 4))]
+    text = v4[:150] + ["2001:db8::1", "::1"][:n_v6] + v4[150:]
+    words = ip_words_from_text(text)
+    assert _ip_strings(words).to_pylist() == ip_text_from_words(words) == text
+    assert _ip_strings(words[:0]).to_pylist() == []
+
+
+def test_choice_strings_gather_utf8():
+    from janus.extract import _choice_strings
+
+    choices = ["fin", "", "caf\u00e9/x.pcap"]
+    index = np.array([2, 0, 1, 2, 2, 0])
+    assert _choice_strings(choices, index).to_pylist() == [choices[i] for i in index]
+    assert _choice_strings(choices, index[:0]).to_pylist() == []
