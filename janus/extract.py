@@ -296,8 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read pcap/pcapng captures (one continuous stream, in the order given) and "
         f"write {PACKETS_FILE}, {FLOWS_FILE}, {FEATURES_FILE} and {STATS_FILE} into --out.",
     )
-    parser.add_argument("captures", metavar="PCAP", nargs="+", type=Path,
+    parser.add_argument("captures", metavar="PCAP", nargs="*", type=Path,
                         help="capture files (pcap or pcapng), in time order; flows may span files")
+    parser.add_argument("--captures-from", type=Path, default=None, metavar="FILE",
+                        help="read capture paths from FILE, one per line (blank lines and lines "
+                        "starting with '#' ignored), after any PCAP arguments; 'janus download "
+                        "--captures-list' writes such a file")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output folder (created if missing; existing outputs are replaced)")
     parser.add_argument("--max-packets", type=int, default=DEFAULT_MAX_PACKETS, metavar="T",
@@ -316,9 +320,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_captures_list(path: Path) -> list[Path]:
+    """Capture paths listed in ``path``, one per line; relative paths are taken as given."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise JanusError(f"{path}: cannot read the captures list ({exc.strerror})") from exc
+    captures = [Path(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+    if not captures:
+        raise JanusError(f"{path}: the captures list names no file")
+    return captures
+
+
 def run(args: argparse.Namespace) -> int:
+    captures = list(args.captures)
+    if args.captures_from is not None:
+        captures += read_captures_list(args.captures_from)
+    if not captures:
+        raise JanusError("no capture given: name PCAP files or --captures-from FILE")
     extract(
-        args.captures, args.out, max_packets=args.max_packets, idle_timeout=args.idle_timeout,
+        captures, args.out, max_packets=args.max_packets, idle_timeout=args.idle_timeout,
         active_timeout=args.active_timeout, chunk_bytes=int(args.chunk_mb * (1 << 20)), labels=args.labels,
     )
     return 0

@@ -100,6 +100,19 @@ def test_cli_writes_atomically_and_replaces(split_capture, tmp_path):
     assert reasons == ["fin", "fin", "eof"]  # 0.5 s idle never reached inside a session
 
 
+def test_captures_from_a_list_file_equals_arguments(split_capture, tmp_path, capsys):
+    listing = tmp_path / "captures.txt"
+    listing.write_text("# written by janus download\n" + "\n".join(map(str, split_capture)) + "\n\n")
+    assert main(["--captures-from", str(listing), "--out", str(tmp_path / "a")]) == 0
+    assert main([*map(str, split_capture), "--out", str(tmp_path / "b")]) == 0
+    for name in ("flows.parquet", "flow_features.parquet", "packets.npz"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    listing.write_text("\n")
+    assert main(["--captures-from", str(listing), "--out", str(tmp_path / "c")]) == 2
+    assert "names no file" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "d")]) == 2
+
+
 def test_capture_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "notes.pcap"
     bad.write_bytes(b"this is not a capture file at all" * 4)
