@@ -231,38 +231,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def aggregate_file(
+    scores_path: str | Path, splits_path: str | Path, out_path: str | Path,
+    columns: Sequence[str] | None = None, methods: Sequence[str] = METHODS,
+) -> dict[str, dict]:
+    """Aggregate one scores file into ``out_path``, fitted on the ``val`` ids of ``splits_path``.
+
+    Reads exactly two files -- the scores Parquet and the TARGET's ``SPLITS.npz`` -- and never
+    a label (``janus evaluate --aggregate`` calls this before it opens any labels file).
+    Writes ``flow_id``, the ``methods`` columns, then the input score columns. ``columns=None``
+    takes :data:`janus.contract.SCORE_COLUMNS` when all are present, else every numeric column
+    but ``flow_id``. Returns ``{method: fitted stats}``.
+    """
     import pyarrow as pa
 
-    flow_id, scores, cols = read_score_table(args.scores, args.columns)
-    if args.columns is None and all(c in cols for c in contract.SCORE_COLUMNS):
+    flow_id, scores, cols = read_score_table(scores_path, columns)
+    if columns is None and all(c in cols for c in contract.SCORE_COLUMNS):
         keep = [cols.index(c) for c in contract.SCORE_COLUMNS]
         scores, cols = scores[:, keep], tuple(contract.SCORE_COLUMNS)
     clash = [c for c in cols if c in METHODS]
     if clash:
-        raise JanusError(f"{args.scores}: score columns {clash} clash with method names; "
+        raise JanusError(f"{scores_path}: score columns {clash} clash with method names; "
                          "pass --columns without them")
-    splits = load_splits(args.splits)
-    val_rows = rows_of(flow_id, splits["val"], f"{args.scores} vs 'val' of {args.splits}")
+    splits = load_splits(splits_path)
+    val_rows = rows_of(flow_id, splits["val"], f"{scores_path} vs 'val' of {splits_path}")
     val = scores[val_rows]  # (n_val, d)
     finite = np.isfinite(scores)
     if not finite.all():
         bad = [cols[j] for j in np.flatnonzero(~finite.all(axis=0))]
-        raise JanusError(f"{args.scores}: NaN/inf scores in columns {bad} "
+        raise JanusError(f"{scores_path}: NaN/inf scores in columns {bad} "
                          f"(first at flow_id {int(flow_id[np.flatnonzero(~finite.all(1))[0]])})")
-    log.info("fitting %s on %d benign validation flows x %d columns %s",
-             list(args.methods), len(val_rows), len(cols), list(cols))
+    log.info("%s: fitting %s on %d benign validation flows x %d columns %s", scores_path,
+             list(methods), len(val_rows), len(cols), list(cols))
     log.info("validation column mean: %s", np.array2string(val.mean(0), precision=4))
     log.info("validation column std:  %s", np.array2string(val.std(0), precision=4))
-    out, stats = aggregate_all(val, scores, cols, args.methods)
+    out, stats = aggregate_all(val, scores, cols, methods)
     for method, st in stats.items():
         log.info("%s: %s", method, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else
                                              f"{k}={v}" for k, v in st.items()))
     arrays = {"flow_id": pa.array(flow_id, pa.int64())}
-    arrays.update({m: pa.array(out[m], pa.float64()) for m in args.methods})
+    arrays.update({m: pa.array(out[m], pa.float64()) for m in methods})
     arrays.update({c: pa.array(scores[:, j], pa.float64()) for j, c in enumerate(cols)})
-    write_parquet(args.out, pa.table(arrays))
-    log.info("wrote %s (%d flows)", args.out, len(flow_id))
+    write_parquet(out_path, pa.table(arrays))
+    log.info("wrote %s (%d flows)", out_path, len(flow_id))
+    return stats
+
+
+def run(args: argparse.Namespace) -> int:
+    aggregate_file(args.scores, args.splits, args.out, args.columns, args.methods)
     return 0
 
 

@@ -13,7 +13,10 @@ Output JSON (``nan`` is written as ``null``)::
     {"detector", "source", "target", "seed", ..., "n_test", "n_benign", "n_attack",
      "n_unknown", "columns": {COLUMN: {"auroc", "auprc", "tpr_at_1fpr",
         "p95": {"threshold", "precision", "recall", "f1", "fpr", "flagged"}, "p99": {...},
-        "per_attack": {CLASS: auroc}, "n_benign", "n_attack"}}}
+        "per_attack": {CLASS: auroc}, "n_benign", "n_attack", "n_infinite"}}}
+
+A score of +inf / -inf (an overflowing detector) is ranked above / below every finite score
+(:func:`rank_finite`, counted in ``n_infinite``); a NaN score is an error.
 """
 
 from __future__ import annotations
@@ -90,37 +93,96 @@ def evaluate_column(val: np.ndarray, test: np.ndarray, y: np.ndarray, attack: np
     return out
 
 
+def rank_finite(val: np.ndarray, test: np.ndarray, what: str
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(val, test, n)`` with infinite scores replaced by finite ones of the same rank.
+
+    A score of +inf (a detector whose arithmetic overflowed on a flow far outside its
+    training range) means "more anomalous than every finite score", and -inf the reverse.
+    Every metric here depends only on the order of the scores and on thresholds drawn from
+    them, so +inf / -inf become one value above / below every finite score of ``val`` and
+    ``test`` (ties among them stay ties) and ``n`` (how many) is reported. NaN has no rank:
+    :class:`JanusError` naming ``what``.
+    """
+    both = np.concatenate([val, test])
+    if np.isnan(both).any():
+        raise JanusError(f"{what} has {int(np.isnan(both).sum())} NaN scores on the val/test "
+                         "flows; a NaN has no rank, so no metric can be computed")
+    infinite = np.isinf(both)
+    if not infinite.any():
+        return val, test, 0
+    finite = both[~infinite]
+    hi, lo = (float(finite.max()), float(finite.min())) if finite.size else (0.0, 0.0)
+    step = max(1.0, hi - lo)
+    log.warning("%s: %d infinite scores ranked beyond every finite one", what,
+                int(infinite.sum()))
+
+    def clip(x: np.ndarray) -> np.ndarray:
+        return np.where(np.isposinf(x), hi + step, np.where(np.isneginf(x), lo - step, x))
+
+    return clip(val), clip(test), int(infinite.sum())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="janus evaluate",
-        description="AUROC, P/R/F1 at benign-validation percentile thresholds, TPR@1%%FPR and "
-        "per-attack AUROC for every score column of a scores file.",
+        description="AUROC, P/R/F1 at benign-validation percentile thresholds, TPR@1%FPR and "
+        "per-attack AUROC for every score column of a scores file. Several files can be "
+        "evaluated in one process: --scores, --out and the per-file options then take aligned "
+        "lists (an option given once applies to every file).",
     )
-    p.add_argument("--scores", required=True, type=Path,
-                   help="AGG.parquet (janus aggregate) or a baseline's SCORES.parquet")
-    p.add_argument("--labels", required=True, type=Path,
-                   help=f"the target dataset's {contract.LABELS_FILE}")
-    p.add_argument("--splits", required=True, type=Path,
-                   help="the target's SPLITS.npz: thresholds from 'val', metrics on 'test'")
-    p.add_argument("--out", required=True, type=Path, help="METRICS.json to write")
+    p.add_argument("--scores", required=True, type=Path, nargs="+",
+                   help="AGG.parquet (janus aggregate) or a baseline's SCORES.parquet; several "
+                   "files are evaluated one by one")
+    p.add_argument("--labels", required=True, type=Path, nargs="+",
+                   help=f"the target dataset's {contract.LABELS_FILE}: one, or one per --scores")
+    p.add_argument("--splits", required=True, type=Path, nargs="+",
+                   help="the target's SPLITS.npz (thresholds from 'val', metrics on 'test'): one, "
+                   "or one per --scores")
+    p.add_argument("--out", required=True, type=Path, nargs="+",
+                   help="METRICS.json to write, one per --scores")
+    p.add_argument("--aggregate", nargs=2, action="append", default=[], type=Path,
+                   metavar=("RAW", "AGG"),
+                   help="first aggregate RAW (a 'janus score' file) into AGG exactly as 'janus "
+                   "aggregate' does, fitted on the 'val' ids of the --splits entry of AGG, which "
+                   "must be one of --scores; every aggregation runs before any labels file is "
+                   "opened (repeatable)")
     p.add_argument("--columns", nargs="+", default=None,
                    help="score columns to evaluate (default: every numeric column but flow_id)")
-    p.add_argument("--detector", default=None, help="metadata: detector name (e.g. janus, nf)")
+    p.add_argument("--detector", nargs="+", default=None,
+                   help="metadata: detector name (e.g. janus, nf), one or one per --scores")
     p.add_argument("--source", default=None, help="metadata: dataset the model was trained on")
-    p.add_argument("--target", default=None, help="metadata: dataset the scores are of")
+    p.add_argument("--target", nargs="+", default=None,
+                   help="metadata: dataset the scores are of, one or one per --scores")
     p.add_argument("--seed", type=int, default=None, help="metadata: the run's seed")
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    flow_id, scores, cols = read_score_table(args.scores, args.columns)
-    splits = load_splits(args.splits)
-    lab_id, label, attack = read_labels(args.labels)
+def _aligned(values: Sequence | None, n: int, option: str, broadcast: bool = True) -> list:
+    """``values`` as a list of ``n`` (one value repeated when ``broadcast``); None -> n Nones."""
+    if values is None:
+        return [None] * n
+    if len(values) == n:
+        return list(values)
+    if broadcast and len(values) == 1:
+        return list(values) * n
+    raise JanusError(f"{option} has {len(values)} values for {n} --scores files; give "
+                     f"{'one or ' if broadcast else ''}{n}")
 
-    val_rows = rows_of(flow_id, splits["val"], f"{args.scores} vs 'val' of {args.splits}")
-    test_rows = rows_of(flow_id, splits["test"], f"{args.scores} vs 'test' of {args.splits}")
-    test_lab = rows_of(lab_id, splits["test"], f"{args.labels} vs 'test' of {args.splits}")
-    val_lab = rows_of(lab_id, splits["val"], f"{args.labels} vs 'val' of {args.splits}")
+
+def evaluate_scores(
+    scores_path: Path, labels: tuple[np.ndarray, np.ndarray, np.ndarray], labels_path: Path,
+    splits: dict[str, np.ndarray], splits_path: Path, columns: Sequence[str] | None = None,
+) -> dict:
+    """Metrics of every score column of ``scores_path`` (the METRICS.json body without the
+    run metadata). ``labels`` is :func:`read_labels` of ``labels_path``; ``splits`` is
+    :func:`janus.splits.load_splits` of ``splits_path`` (the paths name the files in messages)."""
+    flow_id, scores, cols = read_score_table(scores_path, columns)
+    lab_id, label, attack = labels
+    val_rows = rows_of(flow_id, splits["val"], f"{scores_path} vs 'val' of {splits_path}")
+    test_rows = rows_of(flow_id, splits["test"], f"{scores_path} vs 'test' of {splits_path}")
+    test_lab = rows_of(lab_id, splits["test"], f"{labels_path} vs 'test' of {splits_path}")
+    val_lab = rows_of(lab_id, splits["val"], f"{labels_path} vs 'val' of {splits_path}")
     n_val_nonbenign = int((label[val_lab] != 0).sum())
     if n_val_nonbenign:
         log.warning("%d of %d validation flows are not labelled benign; thresholds are "
@@ -129,33 +191,64 @@ def run(args: argparse.Namespace) -> int:
     y_all = label[test_lab]
     known = y_all >= 0
     y, att = y_all[known], attack[test_lab][known]
-    log.info("test: %d flows (%d benign, %d attack, %d unknown dropped); val: %d flows",
-             len(y_all), int((y == 0).sum()), int((y == 1).sum()), int((~known).sum()),
-             len(val_rows))
+    log.info("%s: test %d flows (%d benign, %d attack, %d unknown dropped); val %d flows",
+             scores_path, len(y_all), int((y == 0).sum()), int((y == 1).sum()),
+             int((~known).sum()), len(val_rows))
 
-    columns = {}
+    result_columns = {}
     for j, col in enumerate(cols):
-        val = scores[val_rows, j]
-        test = scores[test_rows, j][known]
-        if not (np.isfinite(val).all() and np.isfinite(test).all()):
-            raise JanusError(f"{args.scores}: column {col!r} has NaN/inf scores on val/test flows")
-        columns[col] = evaluate_column(val, test, y, att)
-        m = columns[col]
+        val, test, n_inf = rank_finite(scores[val_rows, j], scores[test_rows, j][known],
+                                       f"{scores_path}: column {col!r}")
+        result_columns[col] = evaluate_column(val, test, y, att)
+        m = result_columns[col]
+        m["n_infinite"] = n_inf
         log.info("%-20s auroc=%.4f tpr@1%%fpr=%.4f f1@p95=%.4f f1@p99=%.4f", col, m["auroc"],
                  m["tpr_at_1fpr"], m["p95"]["f1"], m["p99"]["f1"])
-
-    result = {
-        "detector": args.detector, "source": args.source, "target": args.target,
-        "seed": args.seed, "scores_file": str(args.scores), "labels_file": str(args.labels),
-        "splits_file": str(args.splits), "janus_version": __version__,
+    return {
+        "scores_file": str(scores_path), "labels_file": str(labels_path),
+        "splits_file": str(splits_path), "janus_version": __version__,
         "n_val": len(val_rows), "n_val_nonbenign": n_val_nonbenign,
         "n_test": len(y_all), "n_benign": int((y == 0).sum()),
         "n_attack": int((y == 1).sum()), "n_unknown": int((~known).sum()),
         "percentiles": list(PERCENTILES), "target_fpr": TARGET_FPR,
-        "columns": columns,
+        "columns": result_columns,
     }
-    write_json(args.out, nan_to_none(result))
-    log.info("wrote %s (%d columns)", args.out, len(cols))
+
+
+def run(args: argparse.Namespace) -> int:
+    from .aggregate import aggregate_file
+
+    n = len(args.scores)
+    outs = _aligned(args.out, n, "--out", broadcast=False)
+    labels_paths = _aligned(args.labels, n, "--labels")
+    splits_paths = _aligned(args.splits, n, "--splits")
+    detectors = _aligned(args.detector, n, "--detector")
+    targets = _aligned(args.target, n, "--target")
+    if len(set(outs)) < n:
+        raise JanusError("--out names the same METRICS.json twice: "
+                         f"{sorted({str(o) for o in outs if outs.count(o) > 1})}")
+
+    # Aggregation first, from the scores and the target's splits alone: no labels file has
+    # been opened yet, so nothing an aggregator fits can depend on a label.
+    for raw, agg in args.aggregate:
+        if agg not in args.scores:
+            raise JanusError(f"--aggregate {raw} {agg}: {agg} is not one of --scores, so it "
+                             "would be written but never evaluated")
+        aggregate_file(raw, splits_paths[args.scores.index(agg)], agg)
+
+    labels_cache: dict[Path, tuple] = {}
+    splits_cache: dict[Path, dict] = {}
+    for k in range(n):
+        if labels_paths[k] not in labels_cache:
+            labels_cache[labels_paths[k]] = read_labels(labels_paths[k])
+        if splits_paths[k] not in splits_cache:
+            splits_cache[splits_paths[k]] = load_splits(splits_paths[k])
+        body = evaluate_scores(args.scores[k], labels_cache[labels_paths[k]], labels_paths[k],
+                               splits_cache[splits_paths[k]], splits_paths[k], args.columns)
+        result = {"detector": detectors[k], "source": args.source, "target": targets[k],
+                  "seed": args.seed, **body}
+        write_json(outs[k], nan_to_none(result))
+        log.info("wrote %s (%d columns)", outs[k], len(body["columns"]))
     return 0
 
 

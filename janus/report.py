@@ -14,7 +14,8 @@ shows the mean alone):
   thresholds, and TPR at 1 % FPR.
 * ``per_attack.md`` -- within-dataset AUROC of each attack class against the benign flows.
 * ``aggregators.md`` -- OAS vs max-z vs Mahalanobis vs Ledoit-Wolf (and terminal_norm).
-* ``baselines.md`` -- every detector's headline score, within and across datasets.
+* ``baselines.md`` -- every detector's headline score side by side, within each dataset and
+  on every cross-dataset pair.
 
 Figures (under ``OUT_DIR/figures``): ``cross_matrix.png`` (terminal_norm, JANUS-OAS and Δ
 heatmaps), and per dataset ``roc_<dataset>.png`` and ``hist_<dataset>.png`` from the
@@ -371,14 +372,26 @@ def aggregators_md(res: Results) -> str:
 
 
 def baselines_md(res: Results) -> str:
+    """Every detector side by side: a summary (within per dataset, pair means), then the
+    cross-dataset pairs with one column per detector."""
     entries = res.entries()
     rows = [[e.label] + [fmt(res.stat(e.detector, t, t, e.column)) for t in res.datasets]
             + [_pair_mean(res, e, False), _pair_mean(res, e, True)] for e in entries]
-    return "\n".join([
+    parts = [
         "# Detectors compared\n",
         "Within-dataset AUROC per dataset (mean ± std over seeds), and the mean over dataset "
         "pairs within and across datasets. Every detector uses the same splits.\n",
-        md_table(["detector"] + res.datasets + ["mean within", "mean cross"], rows)])
+        md_table(["detector"] + res.datasets + ["mean within", "mean cross"], rows)]
+    cross = res.pairs(cross=True)
+    if cross:
+        rows = [[f"{s} → {t}"] + [fmt(res.stat(e.detector, s, t, e.column)) for e in entries]
+                for s, t in cross]
+        rows.append(["mean"] + [_pair_mean(res, e, True) for e in entries])
+        parts += ["## Cross-dataset\n",
+                  "Trained on the first dataset, evaluated on the second: AUROC mean ± std "
+                  "over seeds, one column per detector; the last row is the mean over pairs.\n",
+                  md_table(["train → test"] + [e.label for e in entries], rows)]
+    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------- figures
@@ -449,8 +462,8 @@ def flow_scores(run: Run, column: str) -> tuple[np.ndarray, np.ndarray]:
     import pyarrow.parquet as pq
 
     from .aggregate import rows_of
+    from .evaluate import rank_finite, read_labels
     from .splits import load_splits
-    from .evaluate import read_labels
 
     for key in ("scores_file", "labels_file", "splits_file"):
         if not getattr(run, key):
@@ -463,7 +476,9 @@ def flow_scores(run: Run, column: str) -> tuple[np.ndarray, np.ndarray]:
     y = label[rows_of(lab_id, splits["test"], f"{run.labels_file} vs {run.splits_file}")]
     s = score[rows_of(flow_id, splits["test"], f"{run.scores_file} vs {run.splits_file}")]
     known = y >= 0
-    return s[known], y[known].astype(np.int8)
+    # Infinite scores (an overflowing detector) keep their rank, as in janus evaluate.
+    _, s, _ = rank_finite(np.zeros(0), s[known], f"{run.scores_file}: column {column!r}")
+    return s, y[known].astype(np.int8)
 
 
 def roc_png(res: Results, dataset: str, seed: int, path: Path) -> None:

@@ -107,12 +107,21 @@ def score_flows(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="janus score", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, type=Path, help="RUN_DIR/model.pt from 'janus train'")
-    p.add_argument("--data", required=True, type=Path, help="dataset folder to score (any dataset)")
-    p.add_argument("--out", required=True, type=Path, help="output SCORES.parquet (flow_id + 10 scores)")
-    p.add_argument("--splits", type=Path, default=None,
-                   help="score only the val and test flows of this SPLITS.npz (default: every flow)")
+    p = argparse.ArgumentParser(
+        prog="janus score",
+        description=__doc__.split("\n\n")[0] + " Several datasets can be scored in one "
+        "process: --data, --splits and --out then take aligned lists, and each distinct "
+        "--checkpoint is loaded once.")
+    p.add_argument("--checkpoint", required=True, type=Path, nargs="+",
+                   help="RUN_DIR/model.pt from 'janus train': one for every --data, or one per "
+                   "--data (aligned)")
+    p.add_argument("--data", required=True, type=Path, nargs="+",
+                   help="dataset folder(s) to score (any dataset)")
+    p.add_argument("--out", required=True, type=Path, nargs="+",
+                   help="output SCORES.parquet (flow_id + 10 scores), one per --data")
+    p.add_argument("--splits", type=Path, default=None, nargs="+",
+                   help="score only the val and test flows of this SPLITS.npz, one per --data "
+                   "(default: every flow)")
     p.add_argument("--batch-size", type=int, default=1024, help="flows per forward pass (default 1024)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto = CUDA when available, else CPU (default auto)")
@@ -123,28 +132,61 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def score_dataset(
+    model: JanusNet, stats: FeatureStats, data: Path, out: Path, splits: Path | None = None,
+    batch_size: int = 1024, device: torch.device | str = "cpu",
+) -> int:
+    """Score the flows of dataset folder ``data`` (only val + test of ``splits`` when given)
+    and write ``out`` (flow_id + the 10 :data:`SCORE_COLUMNS`); returns the flow count."""
     import pyarrow as pa
 
+    ds = load_dataset(data)
+    if splits is not None:
+        parts = load_splits(splits)
+        flow_ids = np.union1d(parts["val"], parts["test"]).astype(np.int64)
+        if len(flow_ids) and flow_ids.max() >= ds.n_flows:
+            raise JanusError(f"{splits}: flow id {flow_ids.max()} >= {ds.n_flows} flows of "
+                             f"{data}; the splits belong to another dataset")
+    else:
+        flow_ids = np.arange(ds.n_flows, dtype=np.int64)
+    scores = score_flows(model, stats, ds, flow_ids, batch_size, device)
+    columns = {"flow_id": pa.array(flow_ids, pa.int64())}
+    columns.update({name: pa.array(scores[:, k]) for k, name in enumerate(SCORE_COLUMNS)})
+    write_parquet(out, pa.table(columns))
+    log.info("scored %d flows of %s -> %s", len(flow_ids), data, out)
+    return len(flow_ids)
+
+
+def _aligned(values: list[Path] | None, n: int, option: str) -> list[Path | None]:
+    """``values`` as ``n`` entries: None -> Nones, one value -> repeated, n values -> as given."""
+    if values is None:
+        return [None] * n
+    if len(values) == n:
+        return list(values)
+    if len(values) == 1:
+        return list(values) * n
+    raise JanusError(f"{option} has {len(values)} values for {n} --data folders; give one or {n}")
+
+
+def run(args: argparse.Namespace) -> int:
+    n = len(args.data)
+    if len(args.out) != n:
+        raise JanusError(f"--out has {len(args.out)} values for {n} --data folders; give one "
+                         "output per dataset")
+    if len(set(args.out)) < n:
+        raise JanusError(f"--out names the same file twice: {[str(o) for o in args.out]}")
+    checkpoints = _aligned(args.checkpoint, n, "--checkpoint")
+    splits = _aligned(args.splits, n, "--splits")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
-    model, _, stats = model_from_checkpoint(load_checkpoint(args.checkpoint))
-    ds = load_dataset(args.data)
-    if args.splits is not None:
-        splits = load_splits(args.splits)
-        flow_ids = np.union1d(splits["val"], splits["test"]).astype(np.int64)
-        if len(flow_ids) and flow_ids.max() >= ds.n_flows:
-            raise JanusError(f"{args.splits}: flow id {flow_ids.max()} >= {ds.n_flows} flows of "
-                             f"{args.data}; the splits belong to another dataset")
-    else:
-        flow_ids = np.arange(ds.n_flows, dtype=np.int64)
-    scores = score_flows(model, stats, ds, flow_ids, args.batch_size, device)
-    columns = {"flow_id": pa.array(flow_ids, pa.int64())}
-    columns.update({name: pa.array(scores[:, k]) for k, name in enumerate(SCORE_COLUMNS)})
-    write_parquet(args.out, pa.table(columns))
-    log.info("scored %d flows of %s -> %s", len(flow_ids), args.data, args.out)
+    models: dict[Path, tuple[JanusNet, FeatureStats]] = {}
+    for ckpt, data, out, part in zip(checkpoints, args.data, args.out, splits):
+        if ckpt not in models:
+            model, _, stats = model_from_checkpoint(load_checkpoint(ckpt))
+            models[ckpt] = (model, stats)
+        score_dataset(*models[ckpt], data, out, part, args.batch_size, device)
     return 0
 
 

@@ -177,3 +177,71 @@ def test_missing_labels_file_is_a_clear_error(dataset, capsys):
                         "--out", str(tmp_path / "m.json")])
     assert rc == 2
     assert "nope.parquet: labels file not found" in capsys.readouterr().err
+
+
+def test_batched_aggregate_then_evaluate_matches_single_steps(dataset, monkeypatch):
+    """One process: --aggregate writes the same AGG bytes as 'janus aggregate', every AGG is
+    written before any labels file is opened, and each METRICS.json equals a single run's."""
+    tmp_path, _, _ = dataset
+    agg_single = _aggregate(tmp_path, "agg_single.parquet")
+    single = _evaluate(tmp_path, agg_single, "single.json", "--detector", "janus", "--source",
+                       "A", "--target", "B", "--seed", "3")
+    base = _evaluate(tmp_path, tmp_path / "scores.parquet", "base.json", "--detector", "raw",
+                     "--source", "A", "--target", "B", "--seed", "3")
+
+    events: list[str] = []
+    real_write, real_read = aggregate.write_parquet, evaluate.read_labels
+    monkeypatch.setattr(aggregate, "write_parquet",
+                        lambda path, table: (events.append("agg"), real_write(path, table)))
+    monkeypatch.setattr(evaluate, "read_labels",
+                        lambda path: (events.append("labels"), real_read(path))[1])
+    agg = tmp_path / "agg_batch.parquet"
+    labels, sp = tmp_path / "ds" / "labels.parquet", tmp_path / "splits.npz"
+    outs = [tmp_path / "b1.json", tmp_path / "b2.json"]
+    assert evaluate.main(["--aggregate", str(tmp_path / "scores.parquet"), str(agg),
+                          "--scores", str(agg), str(tmp_path / "scores.parquet"),
+                          "--labels", str(labels), "--splits", str(sp), str(sp),
+                          "--out", *map(str, outs), "--detector", "janus", "raw",
+                          "--target", "B", "--source", "A", "--seed", "3"]) == 0
+    assert events == ["agg", "labels"]  # labels read once, after the aggregation
+    assert agg.read_bytes() == agg_single.read_bytes()
+    first, second = (json.loads(out.read_text()) for out in outs)
+    assert first.pop("scores_file") == str(agg) and single.pop("scores_file") == str(agg_single)
+    assert first == single and second == base
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--out", "a.json"], "--out has 1 values for 2 --scores"),
+    (["--out", "a.json", "a.json"], "same METRICS.json twice"),
+    (["--out", "a.json", "b.json", "--detector", "x", "y", "z"], "--detector has 3 values"),
+    (["--out", "a.json", "b.json", "--aggregate", "raw.parquet", "c.parquet"],
+     "c.parquet is not one of --scores"),
+])
+def test_misaligned_lists_are_errors(dataset, extra, message, capsys):
+    tmp_path, _, _ = dataset
+    rc = evaluate.main(["--scores", "s1.parquet", "s2.parquet", "--labels", "l.parquet",
+                        "--splits", "x.npz", *extra])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
+def test_infinite_scores_keep_their_rank(dataset):
+    tmp_path, label, _ = dataset
+    rng = np.random.default_rng(5)
+    s = rng.normal(size=N) + (label == 1) * 2.0
+    s[label == 1] = np.where(np.arange(int((label == 1).sum())) % 4 == 0, np.inf,
+                             s[label == 1])
+    path = tmp_path / "inf.parquet"
+    write_parquet(path, pa.table({"flow_id": np.arange(N, dtype=np.int64), "score": s}))
+    m = _evaluate(tmp_path, path, "inf.json")["columns"]["score"]
+    known = label[TEST] >= 0
+    y, t = label[TEST][known], s[TEST][known]
+    expected = metrics.auroc(y, np.where(np.isinf(t), 1e9, t))  # any value above the rest
+    assert m["auroc"] == pytest.approx(expected)
+    assert m["n_infinite"] == int(np.isinf(t).sum()) > 0
+    s[TEST[0]] = np.nan
+    write_parquet(path, pa.table({"flow_id": np.arange(N, dtype=np.int64), "score": s}))
+    out = evaluate.main(["--scores", str(path), "--labels", str(tmp_path / "ds" / "labels.parquet"),
+                         "--splits", str(tmp_path / "splits.npz"), "--out",
+                         str(tmp_path / "nan.json")])
+    assert out == 2

@@ -132,6 +132,12 @@ def test_within_thresholded_per_attack_aggregators(metrics):
 
     base = report.baselines_md(res)
     assert _row(base, "iforest")[1:] == ["0.870 ± 0.020", "0.930 ± 0.020", "0.900", "0.535"]
+    cross = base.split("## Cross-dataset")[1]
+    # Columns: janus-OAS, janus (terminal_norm), iforest; rows: the off-diagonal pairs.
+    assert _row(cross, "A → B")[1:] == ["0.750 ± 0.050", "0.720 ± 0.010", "0.550 ± 0.000"]
+    assert _row(cross, "B → A")[1:] == ["0.600 ± 0.000", "0.550 ± 0.050", "0.520 ± 0.020"]
+    assert _row(cross, "mean")[1:] == ["0.675", "0.635", "0.535"]
+    assert "A → A" not in cross
 
 
 def test_provenance_and_files(metrics, tmp_path):

@@ -134,3 +134,41 @@ def test_score_rejects_foreign_splits(trained: tuple[Path, Path], tmp_path: Path
         score.run(score.build_parser().parse_args(
             ["--checkpoint", str(ckpt), "--data", str(ds_dir), "--out", str(tmp_path / "o.parquet"),
              "--splits", str(sp)]))
+
+
+def test_several_targets_in_one_process_match_single_runs(trained: tuple[Path, Path],
+                                                          tmp_path: Path) -> None:
+    """--data/--splits/--out as aligned lists give the files of one run per target."""
+    ds_dir, ckpt = trained
+    other = mixed_dataset(tmp_path / "other", n_benign=50, n_attack=30, t=T, seed=9)
+    sp = tmp_path / "sp.npz"
+    assert splits.main(["--data", str(other), "--seed", "2", "--out", str(sp), "--n-train", "20",
+                        "--n-val", "10", "--n-test-benign", "20", "--n-test-attack", "20"]) == 0
+    single = [tmp_path / "s1.parquet", tmp_path / "s2.parquet"]
+    assert score.main(["--checkpoint", str(ckpt), "--data", str(ds_dir), "--out",
+                       str(single[0]), "--device", "cpu"]) == 0
+    assert score.main(["--checkpoint", str(ckpt), "--data", str(other), "--out", str(single[1]),
+                       "--splits", str(sp), "--device", "cpu"]) == 0
+    multi = [tmp_path / "m1.parquet", tmp_path / "m2.parquet"]
+    # The same checkpoint per target (loaded once). --splits is all-or-none, so the first
+    # target gets one whose val + test cover every flow: the rows of a run without --splits.
+    full = tmp_path / "full.npz"
+    np.savez(full, train=np.zeros(0, np.int64), val=np.arange(100), test=np.arange(100, 320),
+             meta=np.array("{}"))
+    assert score.main(["--checkpoint", str(ckpt), str(ckpt), "--data", str(ds_dir), str(other),
+                       "--splits", str(full), str(sp), "--out", *map(str, multi),
+                       "--device", "cpu"]) == 0
+    assert pq.read_table(multi[0]).equals(pq.read_table(single[0]))
+    assert pq.read_table(multi[1]).equals(pq.read_table(single[1]))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--out", "a.parquet"], "--out has 1 values for 2 --data"),
+    (["--out", "a.parquet", "a.parquet"], "same file twice"),
+    (["--out", "a.parquet", "b.parquet", "--splits", "x.npz", "y.npz", "z.npz"],
+     "--splits has 3 values for 2 --data"),
+])
+def test_misaligned_lists_are_errors(extra: list[str], message: str, tmp_path: Path) -> None:
+    args = score.build_parser().parse_args(["--checkpoint", "m.pt", "--data", "d1", "d2", *extra])
+    with pytest.raises(JanusError, match=message):
+        score.run(args)

@@ -83,15 +83,64 @@ def test_dry_run_default_config(wf):
     janus = [d for d in cfg["detectors"] if d in ("janus", "janus_cont")]
     baselines = [d for d in cfg["detectors"] if d not in janus]
     n_sigmas = len({cfg["model"]["sigma_within"], cfg["model"]["sigma_cross"]})
-    pairs = n_data * n_data if cfg["cross_dataset"] else n_data
+    # The default runs every detector.
+    assert set(cfg["detectors"]) >= {"janus", "janus_cont", "nf", "iforest", "kitnet",
+                                     "flowcfm"} and {"ocsvm", "lof"} & set(cfg["detectors"])
     assert counts["extract"] == n_data
     assert counts["splits"] == n_data * n_seeds
     # Equal sigmas: one model per (detector, dataset, seed) serves within and cross scoring.
     assert counts["train"] == len(janus) * n_data * n_seeds * n_sigmas
-    assert counts["score"] == len(janus) * pairs * n_seeds
-    assert counts["baseline_train"] == len(baselines) * n_data * n_seeds
-    assert counts["evaluate"] == len(cfg["detectors"]) * pairs * n_seeds
-    assert counts["report_tables"] == 1 and counts["report_figures"] == n_data
+    # Batched along targets: one job per (detector, source, seed) scores every target, one
+    # job per (source, seed) aggregates and evaluates every (detector, target).
+    assert counts["score"] == len(janus) * n_data * n_seeds
+    assert counts["baseline"] == len(baselines) * n_data * n_seeds
+    assert counts["evaluate"] == n_data * n_seeds
+    assert counts["report"] == 1
+    assert "aggregate" not in counts and "baseline_score" not in counts
+    # Hyper-parameters from config reach the commands.
+    printed = _snakemake(wf, "-n", "-p", "--cores", "2", "--forcerun", "baseline").stdout
+    if cfg.get("baselines", {}).get("epochs"):
+        assert f"--detector nf --data data/{next(iter(cfg['datasets']))}" in printed
+        assert f"--epochs {cfg['baselines']['epochs']}" in printed
+
+
+def test_batched_commands_cover_every_target(wf):
+    """Aligned lists: every target's data, splits and outputs, in one order, once."""
+    extra = wf / "two.yaml"
+    extra.write_text("datasets:\n  a: {source: {synth: {site: office}}}\n"
+                     "  b: {source: {synth: {site: iot}}}\nseeds: [7]\n"
+                     "detectors: [janus, iforest]\nbaselines: {iforest: {n_estimators: 30}}\n"
+                     "model: {sigma_within: 0.1, sigma_cross: 0.6}\n")
+    out = _snakemake(wf, "-n", "-p", "--cores", "1", "--configfile", str(extra),
+                     "--replace-workflow-config")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    # Source a: its own data with the sigma_within model, b with the sigma_cross one.
+    assert ("--checkpoint runs/janus/a/seed7_sigma0.1/model.pt runs/janus/a/seed7_sigma0.6/"
+            "model.pt --data data/a data/b --splits data/a/splits/seed7.npz "
+            "data/b/splits/seed7.npz --out results/scores/janus/a/a/seed7.parquet "
+            "results/scores/janus/a/b/seed7.parquet") in text
+    assert ("--score-data data/a data/b --score-splits data/a/splits/seed7.npz "
+            "data/b/splits/seed7.npz --score-out results/scores/iforest/b/a/seed7.parquet "
+            "results/scores/iforest/b/b/seed7.parquet") in text
+    baseline_cmds = [line for line in text.splitlines() if "janus.baselines run" in line]
+    assert len(baseline_cmds) == 2
+    # iforest is not trained by epochs: no --epochs, but its --param override.
+    assert all("--param n_estimators=30" in c and "--epochs" not in c for c in baseline_cmds)
+    # Evaluate: the JANUS vectors are aggregated first, then all four runs are evaluated.
+    assert ("--aggregate results/scores/janus/a/b/seed7.parquet "
+            "results/agg/janus/a/b/seed7.parquet") in text
+    assert ("--detector janus janus iforest iforest --target a b a b") in text
+    counts = _job_counts(text)
+    assert counts["train"] == 4 and counts["score"] == 2 and counts["evaluate"] == 2
+    # Within-dataset only: each job covers its own dataset alone.
+    extra.write_text(extra.read_text() + "cross_dataset: false\n")
+    out = _snakemake(wf, "-n", "-p", "--cores", "1", "--configfile", str(extra),
+                     "--replace-workflow-config")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "--score-out results/scores/iforest/b/b/seed7.parquet --threads" in out.stdout
+    assert "results/scores/janus/a/b/seed7.parquet" not in out.stdout
+    assert _job_counts(out.stdout)["train"] == 2
 
 
 def test_distinct_sigmas_train_twice(wf):
@@ -125,6 +174,8 @@ def test_dry_run_paper_config_with_slurm_profile(wf):
     ("datasets:\n  lab:\n    source: {}\n", "should be non-empty"),
     ("datasets:\n  lab:\n    source:\n      pcap: {files: [a.pcap]}\n", "'pcap' was unexpected"),
     ("seeds: [1, 1]\n", "has non-unique elements"),
+    ("baselines:\n  nf: {hiden: 64}\n", "'hiden' was unexpected"),
+    ("baselines:\n  ocsvm: {nu: 2}\n", "2 is greater than the maximum of 1"),
 ])
 def test_schema_rejects_with_key_named(wf, config, expected):
     bad = wf / "bad.yaml"

@@ -1,11 +1,14 @@
 # All Python of the workflow: target lists, input/param functions, wildcard constraints.
 # The janus package itself never sees `config`; everything reaches it on the command line.
 
+import json
 import shlex
 from pathlib import Path
 
+from snakemake.io import report as report_page
 from snakemake.logging import logger
 
+from janus.baselines import DETECTORS as BASELINE_CLASSES
 from janus.workflow_config import config_hash, package_version
 
 # --------------------------------------------------------------------------- names
@@ -198,10 +201,6 @@ def data_dir(wildcards, input):
     return str(Path(input.packets).parent)
 
 
-def model_dir(wildcards, input):
-    return str(Path(input.model).parent)
-
-
 def out_dir(wildcards, output):
     return str(Path(output[0]).parent)
 
@@ -234,6 +233,54 @@ MODEL_FLAGS = optional_flags("model", ["d_model", "n_layers", "n_heads"])
 
 
 # --------------------------------------------------------------------------- models
+# Jobs are batched along targets: one score, baseline or evaluate job per (detector or
+# not, source, seed) covers every target dataset, so each pays the Python start-up (torch,
+# sklearn: seconds) once instead of once per (source, target) pair.
+
+
+def targets_of(source):
+    """Datasets a model trained on source is scored on, in DATASETS order."""
+    return [t for s, t in PAIRS if s == source]
+
+
+def per_target(pattern, **fixed):
+    """The outputs of a (source, seed) job: pattern for every target of its source, in
+    targets_of order (other keys of fixed expanded, remaining wildcards kept)."""
+    if not config["cross_dataset"]:
+        pattern = pattern.replace("{target}", "{source}")
+        return expand(pattern, **fixed, allow_missing=True)
+    return expand(pattern, **fixed, target=DATASETS, allow_missing=True)
+
+
+def _of_targets(wildcards, pattern):
+    return [
+        pattern.format(target=t, seed=wildcards.seed)
+        for t in targets_of(wildcards.source)
+    ]
+
+
+def source_dir(wildcards):
+    return f"data/{wildcards.source}"
+
+
+def target_dirs(wildcards):
+    return _of_targets(wildcards, "data/{target}")
+
+
+def target_packets(wildcards):
+    return _of_targets(wildcards, "data/{target}/packets.npz")
+
+
+def target_features(wildcards):
+    return _of_targets(wildcards, "data/{target}/flow_features.parquet")
+
+
+def target_labels(wildcards):
+    return _of_targets(wildcards, "data/{target}/labels.parquet")
+
+
+def target_splits(wildcards):
+    return _of_targets(wildcards, "data/{target}/splits/seed{seed}.npz")
 
 
 def lambda_disc(wildcards):
@@ -245,22 +292,74 @@ def sigma_for(source, target):
     return SIGMA_WITHIN if source == target else SIGMA_CROSS
 
 
-def janus_model(wildcards):
-    """The checkpoint that scores target: sigma_within on its own data, sigma_cross elsewhere."""
-    sigma = sigma_for(wildcards.source, wildcards.target)
-    return f"runs/{wildcards.jdet}/{wildcards.source}/seed{wildcards.seed}_sigma{sigma}/model.pt"
+def janus_checkpoints(wildcards):
+    """Per target, the checkpoint that scores it: sigma_within on the source itself,
+    sigma_cross elsewhere (the same file when the sigmas are equal)."""
+    w = wildcards
+    return [
+        f"runs/{w.jdet}/{w.source}/seed{w.seed}_sigma{sigma_for(w.source, t)}/model.pt"
+        for t in targets_of(w.source)
+    ]
+
+
+def janus_models(wildcards):
+    """The distinct checkpoints of janus_checkpoints: the score job's model inputs."""
+    return sorted(set(janus_checkpoints(wildcards)))
+
+
+def baseline_flags(wildcards):
+    """--epochs and --param options of janus.baselines for one baseline detector."""
+    name = wildcards.baseline
+    args = []
+    epochs = config["baselines"]["epochs"]
+    if epochs is not None and "epochs" in BASELINE_CLASSES[name].defaults:
+        args += ["--epochs", str(epochs)]
+    for key, value in config["baselines"].get(name, {}).items():
+        if value is not None:
+            args += ["--param", f"{key}={json.dumps(value)}"]
+    return " ".join(map(shlex.quote, args))
+
+
+def raw_scores_path(detector, source, target, seed):
+    """A detector's per-flow scores: the 10-d vector for JANUS, one column for baselines."""
+    return f"results/scores/{detector}/{source}/{target}/seed{seed}.parquet"
 
 
 def scores_path(detector, source, target, seed):
     """Per-flow scores evaluate reads: OAS-aggregated for JANUS, raw for baselines."""
-    kind = "agg" if detector in JANUS_KINDS else "scores"
-    return f"results/{kind}/{detector}/{source}/{target}/seed{seed}.parquet"
+    if detector in JANUS_KINDS:
+        return f"results/agg/{detector}/{source}/{target}/seed{seed}.parquet"
+    return raw_scores_path(detector, source, target, seed)
 
 
-def eval_scores(wildcards):
-    return scores_path(
-        wildcards.detector, wildcards.source, wildcards.target, wildcards.seed
-    )
+def evaluate_scores(wildcards):
+    """Every score file of one (source, seed): each detector on each target."""
+    s, seed = wildcards.source, wildcards.seed
+    return [raw_scores_path(d, s, t, seed) for d in DETECTORS for t in targets_of(s)]
+
+
+def evaluate_args(wildcards):
+    """janus.evaluate's aligned lists for every (detector, target) of one (source, seed);
+    --aggregate pairs turn each JANUS score vector into its AGG file first (label-free).
+    """
+    s, seed = wildcards.source, wildcards.seed
+    runs = [(d, t) for d in DETECTORS for t in targets_of(s)]
+    args = []
+    for d, t in runs:
+        if d in JANUS_KINDS:
+            args += ["--aggregate", raw_scores_path(d, s, t, seed)]
+            args += [scores_path(d, s, t, seed)]
+    lists = {
+        "--scores": [scores_path(d, s, t, seed) for d, t in runs],
+        "--labels": [f"data/{t}/labels.parquet" for _, t in runs],
+        "--splits": [f"data/{t}/splits/seed{seed}.npz" for _, t in runs],
+        "--out": [f"results/metrics/{d}/{s}/{t}/seed{seed}.json" for d, t in runs],
+        "--detector": [d for d, _ in runs],
+        "--target": [t for _, t in runs],
+    }
+    for option, values in lists.items():
+        args += [option, *values]
+    return " ".join(map(shlex.quote, args))
 
 
 def res(step, key):
@@ -285,24 +384,31 @@ TABLES = [
     "results/baselines.md",
 ]
 
+# The ROC and histogram figures read the per-flow files of the figure seed's within runs.
 FIGURES = ["results/figures/cross_matrix.png"] + expand(
     "results/figures/{kind}_{dataset}.png", kind=["roc", "hist"], dataset=DATASETS
 )
 
 
-def figure_inputs(wildcards):
-    """Within-dataset runs of the figure seed: their metrics and the per-flow files they name."""
-    d, seed = wildcards.dataset, FIGURE_SEED
-    return {
-        "metrics": [
-            f"results/metrics/{det}/{d}/{d}/seed{seed}.json" for det in DETECTORS
-        ],
-        "scores": [scores_path(det, d, d, seed) for det in DETECTORS],
-        "labels": f"data/{d}/labels.parquet",
-        "splits": f"data/{d}/splits/seed{seed}.npz",
-    }
+def figure_reports(kind, caption, subcategory):
+    """results/figures/<kind>_<dataset>.png of every dataset, each a report page."""
+    return [
+        report_page(
+            f"results/figures/{kind}_{d}.png",
+            caption=caption,
+            category="Figures",
+            subcategory=subcategory,
+            labels={"dataset": d},
+        )
+        for d in DATASETS
+    ]
 
 
-def report_root(wildcards, output):
-    """results/ for outputs under results/figures/."""
-    return str(Path(output[0]).parent.parent)
+FIGURE_SCORES = [
+    scores_path(det, d, d, FIGURE_SEED) for det in DETECTORS for d in DATASETS
+]
+FIGURE_DATA = expand(
+    ["data/{dataset}/labels.parquet", "data/{dataset}/splits/seed{seed}.npz"],
+    dataset=DATASETS,
+    seed=FIGURE_SEED,
+)

@@ -1,15 +1,23 @@
-# Metrics of every score column on the target's test flows.
+# Aggregation (label-free, fitted on each target's benign validation flows) and metrics of
+# every score column on the target's test flows: one job per (source, seed).
 
 
 rule evaluate:
     input:
-        scores=eval_scores,
-        labels="data/{target}/labels.parquet",
-        splits="data/{target}/splits/seed{seed}.npz",
+        scores=evaluate_scores,
+        labels=target_labels,
+        splits=target_splits,
     output:
-        metrics="results/metrics/{detector}/{source}/{target}/seed{seed}.json",
+        agg=per_target(
+            "results/agg/{jdet}/{source}/{target}/seed{seed}.parquet",
+            jdet=JANUS_DETECTORS,
+        ),
+        metrics=per_target(
+            "results/metrics/{detector}/{source}/{target}/seed{seed}.json",
+            detector=DETECTORS,
+        ),
     log:
-        "logs/evaluate/{detector}/{source}/{target}/seed{seed}.log",
+        "logs/evaluate/{source}/seed{seed}.log",
     conda:
         "../envs/janus.yaml"
     threads: 1
@@ -17,9 +25,8 @@ rule evaluate:
         mem_mb=res("light", "mem_mb"),
         runtime=res("light", "runtime"),
     params:
+        runs=evaluate_args,
         janus=JANUS,
     shell:
-        "python -m janus.evaluate --scores {input.scores} --labels {input.labels}"
-        " --splits {input.splits} --out {output.metrics} --detector {wildcards.detector}"
-        " --source {wildcards.source} --target {wildcards.target} --seed {wildcards.seed}"
-        " > {log} 2>&1"
+        "python -m janus.evaluate --source {wildcards.source} --seed {wildcards.seed}"
+        " {params.runs} > {log} 2>&1"

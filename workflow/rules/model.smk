@@ -1,4 +1,5 @@
-# Models: JANUS (train/score/aggregate) and the baselines (train/score), same splits.
+# Models: JANUS (train, then score every target) and the baselines (fit on the source and
+# score every target in one job), all on the same splits.
 
 
 rule train:
@@ -47,13 +48,14 @@ rule train:
 
 rule score:
     input:
-        model=janus_model,
-        packets="data/{target}/packets.npz",
-        splits="data/{target}/splits/seed{seed}.npz",
+        models=janus_models,
+        packets=target_packets,
+        features=target_features,
+        splits=target_splits,
     output:
-        scores="results/scores/{jdet}/{source}/{target}/seed{seed}.parquet",
+        scores=per_target("results/scores/{jdet}/{source}/{target}/seed{seed}.parquet"),
     log:
-        "logs/score/{jdet}/{source}/{target}/seed{seed}.log",
+        "logs/score/{jdet}/{source}/seed{seed}.log",
     conda:
         "../envs/janus.yaml"
     threads: res("score", "threads")
@@ -62,71 +64,29 @@ rule score:
         runtime=res("score", "runtime"),
         gpu=config["resources"]["gpu"],
     params:
-        data=data_dir,
+        checkpoints=janus_checkpoints,
+        data=target_dirs,
         device=config["train"]["device"],
         janus=JANUS,
     shell:
-        "python -m janus.score --checkpoint {input.model} --data {params.data}"
+        "python -m janus.score --checkpoint {params.checkpoints} --data {params.data}"
         " --splits {input.splits} --out {output.scores} --device {params.device}"
         " --threads {threads} > {log} 2>&1"
 
 
-rule aggregate:
+rule baseline:
     input:
-        scores="results/scores/{jdet}/{source}/{target}/seed{seed}.parquet",
-        splits="data/{target}/splits/seed{seed}.npz",
+        features="data/{source}/flow_features.parquet",
+        splits="data/{source}/splits/seed{seed}.npz",
+        target_features=target_features,
+        target_splits=target_splits,
     output:
-        agg="results/agg/{jdet}/{source}/{target}/seed{seed}.parquet",
-    log:
-        "logs/aggregate/{jdet}/{source}/{target}/seed{seed}.log",
-    conda:
-        "../envs/janus.yaml"
-    threads: 1
-    resources:
-        mem_mb=res("light", "mem_mb"),
-        runtime=res("light", "runtime"),
-    params:
-        janus=JANUS,
-    shell:
-        "python -m janus.aggregate --scores {input.scores} --splits {input.splits}"
-        " --out {output.agg} > {log} 2>&1"
-
-
-rule baseline_train:
-    input:
-        packets="data/{dataset}/packets.npz",
-        features="data/{dataset}/flow_features.parquet",
-        splits="data/{dataset}/splits/seed{seed}.npz",
-    output:
-        model="runs/{baseline}/{dataset}/seed{seed}/detector.json",
-    log:
-        "logs/baseline_train/{baseline}/{dataset}/seed{seed}.log",
-    conda:
-        "../envs/janus.yaml"
-    threads: res("baseline", "threads")
-    resources:
-        mem_mb=res("baseline", "mem_mb"),
-        runtime=res("baseline", "runtime"),
-    params:
-        data=data_dir,
-        out=out_dir,
-        janus=JANUS,
-    shell:
-        "python -m janus.baselines train --detector {wildcards.baseline}"
-        " --data {params.data} --splits {input.splits} --seed {wildcards.seed}"
-        " --out {params.out} --threads {threads} > {log} 2>&1"
-
-
-rule baseline_score:
-    input:
         model="runs/{baseline}/{source}/seed{seed}/detector.json",
-        packets="data/{target}/packets.npz",
-        features="data/{target}/flow_features.parquet",
-        splits="data/{target}/splits/seed{seed}.npz",
-    output:
-        scores="results/scores/{baseline}/{source}/{target}/seed{seed}.parquet",
+        scores=per_target(
+            "results/scores/{baseline}/{source}/{target}/seed{seed}.parquet"
+        ),
     log:
-        "logs/baseline_score/{baseline}/{source}/{target}/seed{seed}.log",
+        "logs/baseline/{baseline}/{source}/seed{seed}.log",
     conda:
         "../envs/janus.yaml"
     threads: res("baseline", "threads")
@@ -134,10 +94,13 @@ rule baseline_score:
         mem_mb=res("baseline", "mem_mb"),
         runtime=res("baseline", "runtime"),
     params:
-        data=data_dir,
-        model=model_dir,
+        data=source_dir,
+        out=out_dir,
+        hyper=baseline_flags,
+        targets=target_dirs,
         janus=JANUS,
     shell:
-        "python -m janus.baselines score --model {params.model} --data {params.data}"
-        " --splits {input.splits} --out {output.scores} --threads {threads}"
-        " > {log} 2>&1"
+        "python -m janus.baselines run --detector {wildcards.baseline} --data {params.data}"
+        " --splits {input.splits} --seed {wildcards.seed} --out {params.out} {params.hyper}"
+        " --score-data {params.targets} --score-splits {input.target_splits}"
+        " --score-out {output.scores} --threads {threads} > {log} 2>&1"

@@ -1,9 +1,11 @@
 # Tables and figures; every output is also a page of `snakemake --report`.
 
 
-rule report_tables:
+rule report:
     input:
         metrics=METRICS,
+        scores=FIGURE_SCORES,
+        data=FIGURE_DATA,
     output:
         cross=report(
             "results/cross_matrix.md",
@@ -38,8 +40,10 @@ rule report_tables:
             caption="../report/cross_matrix_png.rst",
             category="Figures",
         ),
+        roc=figure_reports("roc", "../report/roc.rst", "ROC"),
+        hist=figure_reports("hist", "../report/hist.rst", "Score histograms"),
     log:
-        "logs/report/tables.log",
+        "logs/report/report.log",
     conda:
         "../envs/janus.yaml"
     threads: 1
@@ -50,46 +54,11 @@ rule report_tables:
         out=out_dir,
         datasets=DATASETS,
         detectors=DETECTORS,
+        seed=FIGURE_SEED,
         config_hash=CONFIG_HASH,
         janus=JANUS,
     shell:
         "python -m janus.report --metrics {input.metrics} --out-dir {params.out}"
         " --datasets {params.datasets} --detectors {params.detectors}"
-        " --config-hash {params.config_hash} --figures matrix > {log} 2>&1"
-
-
-rule report_figures:
-    input:
-        unpack(figure_inputs),
-    output:
-        roc=report(
-            "results/figures/roc_{dataset}.png",
-            caption="../report/roc.rst",
-            category="Figures",
-            subcategory="ROC",
-            labels={"dataset": "{dataset}"},
-        ),
-        hist=report(
-            "results/figures/hist_{dataset}.png",
-            caption="../report/hist.rst",
-            category="Figures",
-            subcategory="Score histograms",
-            labels={"dataset": "{dataset}"},
-        ),
-    log:
-        "logs/report/figures_{dataset}.log",
-    conda:
-        "../envs/janus.yaml"
-    threads: 1
-    resources:
-        mem_mb=res("light", "mem_mb"),
-        runtime=res("light", "runtime"),
-    params:
-        out=report_root,
-        detectors=DETECTORS,
-        seed=FIGURE_SEED,
-        janus=JANUS,
-    shell:
-        "python -m janus.report --metrics {input.metrics} --out-dir {params.out}"
-        " --datasets {wildcards.dataset} --detectors {params.detectors}"
-        " --figure-seed {params.seed} --no-tables --figures datasets > {log} 2>&1"
+        " --figure-seed {params.seed} --config-hash {params.config_hash}"
+        " --figures all > {log} 2>&1"
