@@ -122,6 +122,21 @@ def test_kitnet_feature_map_recovers_correlated_blocks():
     assert feature_groups(z, max_size=20) == [list(range(20))]
 
 
+def test_kitnet_scores_stay_finite_when_a_training_constant_feature_moves(data):
+    # A feature constant on the training flows (here rst_count = 0) used to get a min-max
+    # span of 1e-16, so any other value overflowed float32 to an infinite score.
+    train, val, _, attack = data
+    col = contract.FLOW_FEATURES.index("rst_count")
+    train, val, attack = train.copy(), val.copy(), attack.copy()
+    train[:, col] = 0.0
+    val[:, col] = 0.0
+    attack[:, col] = 50.0
+    det = baselines.make_detector("kitnet", seed=0, **FAST["kitnet"]).fit(train, val)
+    s_val, s_attack = det.score(val), det.score(attack)
+    assert np.isfinite(s_attack).all()
+    assert np.median(s_attack) > np.median(s_val)
+
+
 def test_unknown_hyper_parameter_is_a_config_error():
     from janus.errors import JanusError
 

@@ -33,7 +33,6 @@ import numpy as np
 
 from .base import TorchDetector, batched_eval, seed_everything, train_minibatch
 
-_EPS = 1e-16  # as in the paper's min-max normalisation, avoids 0/0 on constant inputs
 
 
 def feature_groups(z: np.ndarray, max_size: int) -> list[list[int]]:
@@ -83,11 +82,15 @@ def _autoencoder_cls():
             self.register_buffer("hi", torch.ones(n_in))
 
         def set_bounds(self, x: torch.Tensor) -> None:
-            self.lo.copy_(x.min(0).values)
-            self.hi.copy_(x.max(0).values)
+            lo, hi = x.min(0).values, x.max(0).values
+            # The paper divides by (max - min + 1e-16). A feature that was constant in training
+            # then maps any new value to ~1e16 and the squared error overflows float32 to inf;
+            # a span of 1 instead keeps such deviations finite (the inputs are standardised).
+            self.lo.copy_(lo)
+            self.hi.copy_(torch.where(hi > lo, hi, lo + 1.0))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = (x - self.lo) / (self.hi - self.lo + _EPS)  # (b, k)
+            x = (x - self.lo) / (self.hi - self.lo)  # (b, k)
             h = torch.sigmoid(x @ self.weight.T + self.hbias)  # (b, ceil(.75 k))
             r = torch.sigmoid(h @ self.weight + self.vbias)  # (b, k)
             return ((x - r) ** 2).mean(1).sqrt()  # (b,)
