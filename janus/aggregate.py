@@ -231,6 +231,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def declared_aggregate_columns(scores_path: str | Path) -> list[str] | None:
+    """The score columns a scores file asks to be aggregated (schema metadata), or None."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_schema(scores_path).metadata or {}
+    except Exception:  # unreadable files get their precise error from read_score_table
+        return None
+    raw = metadata.get(contract.AGGREGATE_COLUMNS_KEY.encode())
+    return None if raw is None else list(json.loads(raw))
+
+
 def aggregate_file(
     scores_path: str | Path, splits_path: str | Path, out_path: str | Path,
     columns: Sequence[str] | None = None, methods: Sequence[str] = METHODS,
@@ -240,11 +254,15 @@ def aggregate_file(
     Reads exactly two files -- the scores Parquet and the TARGET's ``SPLITS.npz`` -- and never
     a label (``janus evaluate --aggregate`` calls this before it opens any labels file).
     Writes ``flow_id``, the ``methods`` columns, then the input score columns. ``columns=None``
-    takes :data:`janus.contract.SCORE_COLUMNS` when all are present, else every numeric column
-    but ``flow_id``. Returns ``{method: fitted stats}``.
+    takes the columns the scores file names under
+    :data:`janus.contract.AGGREGATE_COLUMNS_KEY` (``janus score`` writes it), else
+    :data:`janus.contract.SCORE_COLUMNS` when all are present, else every numeric column but
+    ``flow_id``. Returns ``{method: fitted stats}``.
     """
     import pyarrow as pa
 
+    if columns is None:
+        columns = declared_aggregate_columns(scores_path)
     flow_id, scores, cols = read_score_table(scores_path, columns)
     if columns is None and all(c in cols for c in contract.SCORE_COLUMNS):
         keep = [cols.index(c) for c in contract.SCORE_COLUMNS]

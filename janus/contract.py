@@ -150,3 +150,8 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "disc_nll_ack",
 )
 assert len(SCORE_COLUMNS) == 10
+
+#: Parquet schema-metadata key of a scores file: a JSON list of the score columns the
+#: aggregator should combine (all 10, or the 3 continuous ones for a model trained with
+#: lambda_disc = 0, whose flag head is untrained).
+AGGREGATE_COLUMNS_KEY = "janus.aggregate_columns"

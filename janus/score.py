@@ -33,6 +33,7 @@ batched by length and padded to each batch's longest flow, which changes no scor
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .cli import run_main
-from .contract import N_FLOW_FEATURES, SCORE_COLUMNS
+from .contract import AGGREGATE_COLUMNS_KEY, N_FLOW_FEATURES, SCORE_COLUMNS
 from .data import Batch, Dataset, FeatureStats, length_batches, load_dataset
 from .errors import JanusError
 from .flowmatch import MASK
@@ -125,9 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1024, help="flows per forward pass (default 1024)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto = CUDA when available, else CPU (default auto)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seeds PyTorch's generator; the scores use no randomness, so every seed "
-                        "gives the same output (default 0)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: PyTorch's choice)")
     return p
 
@@ -152,7 +150,13 @@ def score_dataset(
     scores = score_flows(model, stats, ds, flow_ids, batch_size, device)
     columns = {"flow_id": pa.array(flow_ids, pa.int64())}
     columns.update({name: pa.array(scores[:, k]) for k, name in enumerate(SCORE_COLUMNS)})
-    write_parquet(out, pa.table(columns))
+    # A model trained without the discrete loss (lambda_disc = 0, the continuous-only
+    # ablation) has an untrained flag head: its disc_nll_* columns are noise, so the file
+    # tells the aggregator to use the continuous-side columns only.
+    informative = SCORE_COLUMNS if model.cfg.lambda_disc > 0 else SCORE_COLUMNS[:3]
+    table = pa.table(columns).replace_schema_metadata(
+        {AGGREGATE_COLUMNS_KEY: json.dumps(list(informative))})
+    write_parquet(out, table)
     log.info("scored %d flows of %s -> %s", len(flow_ids), data, out)
     return len(flow_ids)
 
@@ -179,7 +183,6 @@ def run(args: argparse.Namespace) -> int:
     splits = _aligned(args.splits, n, "--splits")
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     device = resolve_device(args.device)
     models: dict[Path, tuple[JanusNet, FeatureStats]] = {}
     for ckpt, data, out, part in zip(checkpoints, args.data, args.out, splits):

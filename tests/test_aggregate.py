@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -109,6 +110,22 @@ def test_cli_writes_methods_and_passes_scores_through(tmp_path):
     expected = aggregate.fit_aggregator(mat[200:300], "oas").apply(mat)
     np.testing.assert_allclose(table.column("oas").to_numpy(), expected)
     np.testing.assert_array_equal(table.column("terminal_norm").to_numpy(), cols["terminal_norm"])
+
+
+def test_scores_file_can_declare_its_aggregate_columns(tmp_path):
+    # janus score declares only the continuous columns for a lambda_disc = 0 model.
+    scores, splits, cols = _write_scores(tmp_path)
+    keep = list(contract.SCORE_COLUMNS[:3])
+    table = pq.read_table(scores).replace_schema_metadata(
+        {contract.AGGREGATE_COLUMNS_KEY: json.dumps(keep)})
+    write_parquet(scores, table)
+    out = tmp_path / "agg.parquet"
+    aggregate.aggregate_file(scores, splits, out)
+    got = pq.read_table(out)
+    assert got.column_names == ["flow_id", *aggregate.METHODS, *keep]
+    mat = np.column_stack([cols[c] for c in keep])
+    expected = aggregate.fit_aggregator(mat[200:300], "oas").apply(mat)
+    np.testing.assert_allclose(got.column("oas").to_numpy(), expected)
 
 
 def test_cli_column_subset_and_missing_ids(tmp_path):

@@ -63,6 +63,25 @@ def test_fresh_model_scores_have_closed_form(tmp_path: Path) -> None:
     np.testing.assert_allclose(s[:, 3], 6 * math.log(2), rtol=1e-6)
 
 
+@pytest.mark.parametrize("lambda_disc, declared", [(1.0, SCORE_COLUMNS), (0.0, SCORE_COLUMNS[:3])])
+def test_scores_file_declares_what_to_aggregate(lambda_disc: float, declared: tuple[str, ...],
+                                                tmp_path: Path) -> None:
+    import dataclasses
+    import json
+
+    from janus.contract import AGGREGATE_COLUMNS_KEY
+
+    ds_dir = mixed_dataset(tmp_path / "ds", 20, 4, T)
+    ds = load_dataset(ds_dir)
+    stats = FeatureStats.fit(ds, np.arange(20), T)
+    model = JanusNet(dataclasses.replace(TINY, lambda_disc=lambda_disc))
+    out = tmp_path / "scores.parquet"
+    score.score_dataset(model, stats, ds_dir, out)
+    table = pq.read_table(out)
+    assert table.column_names == ["flow_id", *SCORE_COLUMNS]  # always all ten
+    assert json.loads(table.schema.metadata[AGGREGATE_COLUMNS_KEY.encode()]) == list(declared)
+
+
 def test_bucketed_and_full_padding_give_same_scores(trained: tuple[Path, Path]) -> None:
     ds_dir, ckpt = trained
     model, _, stats = model_from_checkpoint(load_checkpoint(ckpt))

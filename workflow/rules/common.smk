@@ -113,7 +113,7 @@ def capture_args(wildcards, input):
     """Capture paths on extract's command line. A download lists its captures in a file
     (their names are known only after archives are unpacked)."""
     if source_kind(wildcards.dataset) == "download":
-        return f"$(cat {shlex.quote(str(input[0]))})"
+        return f"--captures-from {shlex.quote(str(input[0]))}"
     return " ".join(shlex.quote(str(f)) for f in input)
 
 
