@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(written in {time.perf_counter() - t:.1f} s)")
             j = _child(_JANUS_CHILD, str(tmp / "big.pcap"), str(tmp / "big_out"), T, "once")
             print(f"janus extract : {_rates(j)}  {j['flows']:,} flows, {_mem(j)}")
+            print(f"  phases      : {_phases(j)}; imports before the clock {j['imports_s']:.3f} s")
     return 0
 
 

@@ -45,10 +45,33 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Write arrays to an uncompressed ``.npz`` atomically."""
+    """Write arrays to an uncompressed ``.npz`` atomically.
+
+    The same archive layout as ``np.savez`` (one stored, zip64 ``NAME.npy`` member per array,
+    ``.npy`` format 1.0 headers), but a C-contiguous array's bytes go to the zip member as
+    one buffer instead of ``np.savez``'s 16 MiB ``tobytes`` copies, which matters for the
+    ~0.3 GB packet tensor of a 2 GB capture.
+    """
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+        with open(tmp, "wb") as fh, zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED,
+                                                   allowZip64=True) as zf:
+            for name, value in arrays.items():
+                value = np.asanyarray(value)
+                with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                    if value.dtype.hasobject or not value.flags.c_contiguous or value.ndim == 0:
+                        npy_format.write_array(member, value, allow_pickle=False)
+                        continue
+                    header = npy_format.header_data_from_array_1_0(value)
+                    try:
+                        npy_format.write_array_header_1_0(member, header)
+                    except ValueError:  # a header too long for format 1.0 (huge structured dtypes)
+                        npy_format.write_array_header_2_0(member, header)
+                    if value.size:
+                        member.write(memoryview(value.reshape(-1).view(np.uint8)))
 
 
 def write_parquet(path: str | os.PathLike, table: Any) -> None:

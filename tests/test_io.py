@@ -1,0 +1,62 @@
+"""Tests for janus/io.py: atomic writes leave the final name whole or absent."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from janus import io
+
+
+def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
+    target = tmp_path / "out.json"
+    io.write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(target) as tmp:
+            tmp.write_text('{"v": 2, "half')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        io.write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_npz_round_trip_matches_numpy_savez(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "packets": rng.normal(size=(5, 4, 9)).astype(np.float32),
+        "lengths": np.array([1, 4, 2, 3, 4], np.int32),
+        "empty": np.zeros((0, 3), np.int64),
+        "meta": np.array('{"seed": 1}'),  # 0-d string, as splits files carry
+        "strided": np.arange(20, dtype=np.int16)[::2],  # not C-contiguous in memory
+    }
+    ours, ref = tmp_path / "ours.npz", tmp_path / "ref.npz"
+    io.write_npz(ours, **arrays)
+    np.savez(ref, **arrays)
+    with np.load(ours) as a, np.load(ref) as b:
+        assert a.files == b.files == list(arrays)
+        for name in arrays:
+            assert a[name].dtype == b[name].dtype
+            np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_parquet_accepts_arrow_and_polars(tmp_path):
+    import polars as pl
+
+    io.write_parquet(tmp_path / "a.parquet", pa.table({"x": [1, 2]}))
+    io.write_parquet(tmp_path / "b.parquet", pl.DataFrame({"x": [1, 2]}))
+    assert pq.read_table(tmp_path / "a.parquet").column("x").to_pylist() == [1, 2]
+    assert pq.read_table(tmp_path / "b.parquet").column("x").to_pylist() == [1, 2]
