@@ -37,19 +37,19 @@ class PacketBatch:
     def __len__(self) -> int:
         return int(self.ts.shape[0])
 
-    def take(self, index: np.ndarray) -> "PacketBatch":
+    def take(self, index: np.ndarray) -> PacketBatch:
         """Rows ``index`` (a boolean mask or integer indices) as a new batch."""
         return PacketBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     @staticmethod
-    def concat(batches: list["PacketBatch"]) -> "PacketBatch":
+    def concat(batches: list[PacketBatch]) -> PacketBatch:
         """Concatenate batches in order."""
         return PacketBatch(
             **{f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(PacketBatch)}
         )
 
     @staticmethod
-    def empty() -> "PacketBatch":
+    def empty() -> PacketBatch:
         return PacketBatch(
             ts=np.zeros(0, np.float64),
             wire_len=np.zeros(0, np.uint32),

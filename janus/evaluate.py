@@ -30,7 +30,6 @@ import numpy as np
 
 from . import __version__, contract
 from .aggregate import read_score_table, rows_of
-from .splits import load_splits
 from .cli import run_main
 from .errors import JanusError
 from .io import write_json
@@ -43,6 +42,7 @@ from .metrics import (
     threshold_at_percentile,
     tpr_at_fpr,
 )
+from .splits import load_splits
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,9 @@ from janus import io
 def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
     target = tmp_path / "out.json"
     io.write_json(target, {"v": 1})
-    with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
-            tmp.write_text('{"v": 2, "half')
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
+        tmp.write_text('{"v": 2, "half')
+        raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == {"v": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 

@@ -34,7 +34,6 @@ import numpy as np
 from .base import TorchDetector, batched_eval, seed_everything, train_minibatch
 
 
-
 def feature_groups(z: np.ndarray, max_size: int) -> list[list[int]]:
     """Cluster the columns of ``z`` ``(n, D)`` into groups of at most ``max_size`` features.
 
