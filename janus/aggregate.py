@@ -40,7 +40,7 @@ import numpy as np
 from . import contract
 from .cli import run_main
 from .errors import JanusError
-from .io import write_parquet
+from .io import read_parquet, write_parquet
 from .splits import load_splits
 
 log = logging.getLogger(__name__)
@@ -164,15 +164,8 @@ def read_score_table(
 
     ``columns=None`` takes every numeric column except ``flow_id``, in file order.
     """
-    import pyarrow.parquet as pq
-
     path = Path(path)
-    if not path.is_file():
-        raise JanusError(f"{path}: scores file not found")
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a non-Parquet file
-        raise JanusError(f"{path}: not a readable Parquet file ({exc})") from exc
+    table = read_parquet(path, "scores file")
     names = table.column_names
     if "flow_id" not in names:
         raise JanusError(f"{path}: no 'flow_id' column (columns: {names})")

@@ -32,7 +32,7 @@ from . import __version__, contract
 from .aggregate import read_score_table, rows_of
 from .cli import run_main
 from .errors import JanusError
-from .io import write_json
+from .io import read_parquet, write_json
 from .metrics import (
     auroc,
     average_precision,
@@ -54,15 +54,8 @@ TARGET_FPR = 0.01
 
 def read_labels(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read ``labels.parquet`` -> ``(flow_id int64, label int8 (-1/0/1), attack str)``."""
-    import pyarrow.parquet as pq
-
     path = Path(path)
-    if not path.is_file():
-        raise JanusError(f"{path}: labels file not found (run 'janus labels' first)")
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a non-Parquet file
-        raise JanusError(f"{path}: not a readable Parquet file ({exc})") from exc
+    table = read_parquet(path, "labels file", "run 'janus labels' first")
     missing = [c for c in ("flow_id", "label", "attack") if c not in table.column_names]
     if missing:
         raise JanusError(f"{path}: missing columns {missing} (columns: {table.column_names})")

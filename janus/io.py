@@ -75,6 +75,24 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
                         member.write(memoryview(value.reshape(-1).view(np.uint8)))
 
 
+def read_parquet(path: str | os.PathLike, what: str = "file", missing_hint: str = "") -> Any:
+    """Read a Parquet file into a pyarrow Table; a missing or unreadable file is a
+    :class:`janus.errors.JanusError` naming it and ``what`` it is (``missing_hint`` says how
+    to make it)."""
+    import pyarrow.parquet as pq
+
+    from .errors import JanusError
+
+    path = Path(path)
+    if not path.is_file():
+        hint = f" ({missing_hint})" if missing_hint else ""
+        raise JanusError(f"{path}: {what} not found{hint}")
+    try:
+        return pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a non-Parquet file
+        raise JanusError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
 def write_parquet(path: str | os.PathLike, table: Any) -> None:
     """Write a pyarrow Table, a polars DataFrame or a pandas DataFrame to Parquet atomically."""
     import pyarrow as pa
