@@ -424,7 +424,7 @@ def cross_matrix_png(res: Results, path: Path) -> None:
     panels = [(f"{jd} {REFERENCE_SCORE}", lambda s, t: res.stat(jd, s, t, REFERENCE_SCORE)),
               (f"{jd}-OAS", lambda s, t: res.stat(jd, s, t, "oas")),
               ("Δ = OAS − terminal_norm", lambda s, t: res.delta(jd, s, t, "oas", REFERENCE_SCORE))]
-    fig, axes = plt.subplots(1, 3, figsize=(4.2 * 3, 0.9 * n + 2.2))
+    fig, axes = plt.subplots(1, 3, figsize=(4.4 * 3, 0.7 * n + 2.0), layout="constrained")
     for k, (ax, (title, getter)) in enumerate(zip(axes, panels)):
         stats = [[getter(s, t) for t in res.datasets] for s in res.datasets]
         grid = np.array([[st[0] for st in row] for row in stats])   # (n_source, n_target)
@@ -443,7 +443,9 @@ def cross_matrix_png(res: Results, path: Path) -> None:
                 ax.text(j, i, text, ha="center", va="center", fontsize=8,
                         color="white" if dark else "black")
         ax.set_xticks(range(n), res.datasets, rotation=45, ha="right")
-        ax.set_yticks(range(n), res.datasets)
+        # The rows are the same datasets in every panel: name them once, on the left, so
+        # they never collide with the previous panel's colour bar.
+        ax.set_yticks(range(n), res.datasets if k == 0 else [])
         ax.set_xlabel("evaluated on")
         if k == 0:
             ax.set_ylabel("trained on")
