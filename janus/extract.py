@@ -4,7 +4,9 @@
 stream in the order given (a flow may start in one split file and go on in the next),
 assembles bidirectional flows (:mod:`janus.flows`) and writes, each atomically:
 
-* ``packets.npz`` -- ``packets`` float32 ``(N, T, 9)`` and ``lengths`` int32 ``(N,)``;
+* ``packets.npz`` -- ``packets`` float32 ``(N, T, 9)`` and ``lengths`` int32 ``(N,)``
+  (streamed into the file in padded blocks from the compact kept rows: the whole padded
+  tensor is never held in memory);
 * ``flows.parquet`` -- :data:`janus.contract.FLOW_COLUMNS`, one row per flow;
 * ``flow_features.parquet`` -- ``flow_id`` + the 20 features (:mod:`janus.features`);
 * ``extract_stats.json`` -- written last: packets read per file, packets skipped by reason,
@@ -35,17 +37,21 @@ from .contract import (
     FEATURES_FILE,
     FLOW_COLUMNS,
     FLOWS_FILE,
+    N_CHANNELS,
     PACKETS_FILE,
     STATS_FILE,
 )
 from .errors import ConfigError, JanusError
-from .features import arrow_column, compute_flow_features, features_table
+from .features import arrow_column, compact_flow_features, features_table
 from .flows import FlowAssembler, FlowResult
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 DEFAULT_CHUNK_MB = 32
+# Flows per padded block streamed into packets.npz: 1024 x 64 x 9 float32 = 2.25 MiB, one
+# buffer reused (cache-resident) for the whole tensor.
+_NPZ_BLOCK_FLOWS = 1024
 
 
 def _arrow_strings(lengths: np.ndarray, data: np.ndarray):
@@ -230,7 +236,7 @@ def extract(
         res = asm.finish()
         lap("flows")
 
-    features = compute_flow_features(res.packets, res.lengths)
+    features = compact_flow_features(res.rows, res.row_start, res.lengths)
     lap("features")
     _write_outputs(out_dir, res, features, paths)
     lap("write")
@@ -284,9 +290,30 @@ def _write_outputs(out_dir: Path, res: FlowResult, features: np.ndarray, paths: 
     # The stats file, written last, marks a complete triple: drop a previous run's first so
     # that a run interrupted between two writes never looks complete.
     (out_dir / STATS_FILE).unlink(missing_ok=True)
-    write_npz(out_dir / PACKETS_FILE, packets=res.packets, lengths=res.lengths)
-    write_parquet(out_dir / FLOWS_FILE, flows_table(res, paths))
-    write_parquet(out_dir / FEATURES_FILE, features_table(features))
+    write_npz(out_dir / PACKETS_FILE, packets=_padded_stream(res), lengths=res.lengths)
+    # Dictionary encoding only where values repeat (text columns): for the number columns it
+    # took ~3/4 of the write time and the files come out smaller without it (measured on the
+    # benchmark's 2 GB capture: 0.21 s -> 0.09 s for both tables).
+    flows = flows_table(res, paths)
+    text = [f.name for f in flows.schema if str(f.type) == "string"]
+    write_parquet(out_dir / FLOWS_FILE, flows, use_dictionary=text)
+    write_parquet(out_dir / FEATURES_FILE, features_table(features), use_dictionary=False)
+
+
+def _padded_stream(res: FlowResult):
+    """The ``(N, T, 9)`` padded tensor of ``res`` as an :class:`janus.io.ArrayStream`: blocks
+    of :data:`_NPZ_BLOCK_FLOWS` flows padded from the compact rows into one reused buffer."""
+    from .io import ArrayStream
+
+    n, T = len(res), res.max_packets
+    shape = (n, T, N_CHANNELS)
+
+    def blocks():
+        buf = np.empty((min(n, _NPZ_BLOCK_FLOWS), T, N_CHANNELS), np.float32)
+        for lo in range(0, n, _NPZ_BLOCK_FLOWS):
+            yield res.padded_block(lo, min(n, lo + _NPZ_BLOCK_FLOWS), out=buf)
+
+    return ArrayStream(shape, np.dtype(np.float32), blocks)
 
 
 # --------------------------------------------------------------------------- CLI

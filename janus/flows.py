@@ -39,6 +39,7 @@ clock) are moved to compact output buffers (only their kept packet rows, no padd
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -79,9 +80,17 @@ _INITIAL_SLOTS = 1024
 
 @dataclass
 class FlowResult:
-    """Assembled flows, ordered by ``start_time`` (ties: first-packet order). Length ``N``."""
+    """Assembled flows, ordered by ``start_time`` (ties: first-packet order). Length ``N``.
 
-    packets: np.ndarray  # float32 (N, T, 9), first T packets, zero-padded
+    The kept packet rows are held compact (no padding): flow ``i``'s rows are
+    ``rows[row_start[i] : row_start[i] + lengths[i]]``. :attr:`packets` builds the padded
+    ``(N, T, 9)`` tensor on first use; the extract step never does, it streams padded blocks
+    straight into ``packets.npz`` (a 2 GB capture's tensor is ~0.3 GB of mostly zeros).
+    """
+
+    rows: np.ndarray  # float32 (K, 9), every flow's kept rows, K = lengths.sum()
+    row_start: np.ndarray  # int64 (N,), first row of each flow in ``rows``
+    max_packets: int  # T
     lengths: np.ndarray  # int32 (N,), valid rows per flow, 1..T
     src_ip: np.ndarray  # uint64 (N, 2), the initiator's address words
     dst_ip: np.ndarray  # uint64 (N, 2)
@@ -98,9 +107,41 @@ class FlowResult:
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
 
+    @functools.cached_property
+    def packets(self) -> np.ndarray:
+        """float32 ``(N, T, 9)``: the first ``T`` packets of each flow, zero-padded."""
+        return self.padded_block(0, len(self))
+
+    def padded_block(self, lo: int, hi: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Flows ``lo..hi-1`` as a padded float32 ``(hi - lo, T, 9)`` block (written into
+        ``out``, a C-contiguous buffer of at least that many flows, when given)."""
+        k = hi - lo
+        if out is None:
+            out = np.empty((k, self.max_packets, N_CHANNELS), np.float32)
+        block = out[:k]
+        _pad_rows(self.rows, self.row_start, self.lengths, lo, hi, block)
+        return block
+
     def end_reason_text(self) -> list[str]:
         """``end_reason`` as the strings of :data:`janus.contract.END_REASONS`."""
         return np.asarray(END_REASONS, dtype=object)[self.end_reason].tolist()
+
+
+@numba.njit(cache=True, nogil=True)
+def _pad_rows(rows, row_start, lengths, lo, hi, out):  # pragma: no cover - compiled
+    """``out[i - lo]`` = flow ``i``'s kept rows followed by zero rows, for ``i`` in ``lo..hi-1``."""
+    T = out.shape[1]
+    C = out.shape[2]
+    for i in range(lo, hi):
+        dst = out[i - lo]
+        r0 = row_start[i]
+        n = lengths[i]
+        for t in range(n):
+            for c in range(C):
+                dst[t, c] = rows[r0 + t, c]
+        for t in range(n, T):
+            for c in range(C):
+                dst[t, c] = 0.0
 
 
 # --------------------------------------------------------------------------- key mapping
@@ -308,35 +349,17 @@ def _assemble(
     return n, clock, n_free, n_alloc
 
 
-# Moving finished flows out of the slot array and into the padded output tensor copies only
+# Moving finished flows out of the slot array and into the compact output buffers copies only
 # each flow's kept rows. The NumPy form (``pk[done][mask]``, then a masked scatter) copies
 # every flow's whole (T, 9) slice twice and builds (k, T) index arrays: ~8x slower, and
 # ~0.3 us per packet of the whole extract step on typical traffic (flows much shorter than T).
 @numba.njit(cache=True, nogil=True)
-def _gather_rows(pk, slots, lengths):  # pragma: no cover - compiled
-    """Rows ``pk[s, :len]`` of each slot ``s`` in ``slots``, stacked: float32 (sum lengths, 9)."""
-    total = 0
-    for j in range(slots.shape[0]):
-        total += lengths[j]
-    out = np.empty((total, pk.shape[2]), pk.dtype)
-    r = 0
+def _gather_rows(pk, slots, lengths, out, r):  # pragma: no cover - compiled
+    """Copy rows ``pk[s, :len]`` of each slot ``s`` in ``slots`` into ``out[r:]``, stacked."""
     for j in range(slots.shape[0]):
         src = pk[slots[j]]
         for t in range(lengths[j]):
             out[r] = src[t]
-            r += 1
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _scatter_chunk(rows, lengths, dest, packets):  # pragma: no cover - compiled
-    """``packets[dest[i], :lengths[i]]`` = the ``i``-th flow's rows of one harvested chunk
-    (``rows`` stacks them in chunk order)."""
-    r = 0
-    for i in range(dest.shape[0]):
-        dst = packets[dest[i]]
-        for t in range(lengths[i]):
-            dst[t] = rows[r]
             r += 1
 
 
@@ -380,6 +403,11 @@ class FlowAssembler:
         # Key table of flows that can still receive packets (see _probe): a power-of-2 size.
         self._tab = np.full(1, -1, np.int64)
         self._out: list[dict[str, np.ndarray]] = []
+        # Kept rows of every finished flow, compact, in harvest order: rows 0.._n_rows-1 of
+        # _rows. Grown in place (ndarray.resize -> realloc, which moves big blocks by
+        # remapping pages): no per-chunk arrays to concatenate at the end, no second copy.
+        self._rows = np.empty((1 << 16, N_CHANNELS), np.float32)
+        self._n_rows = 0
 
     # ----------------------------------------------------------------- public API
     @property
@@ -485,8 +513,13 @@ class FlowAssembler:
         a, b = key[:, 0:2], key[:, 2:4]
         a_port = ((key[:, 4] >> np.uint64(24)) & np.uint64(0xFFFF)).astype(np.int32)
         b_port = ((key[:, 4] >> np.uint64(8)) & np.uint64(0xFFFF)).astype(np.int32)
+        need = self._n_rows + int(lengths.sum())
+        if need > self._rows.shape[0]:
+            # Nothing else refers to _rows before finish(), and add() is refused after it.
+            self._rows.resize((max(need, 2 * self._rows.shape[0]), N_CHANNELS), refcheck=False)
+        _gather_rows(self._pk, done, lengths, self._rows, self._n_rows)
         self._out.append({
-            "rows": _gather_rows(self._pk, done, lengths),  # (sum lengths, 9), compact
+            "row_start": np.cumsum(lengths, dtype=np.int64) - lengths + self._n_rows,
             "lengths": lengths,
             "src_ip": np.where(init_a[:, None], a, b),
             "dst_ip": np.where(init_a[:, None], b, a),
@@ -501,38 +534,26 @@ class FlowAssembler:
             "file_index": st_i[done, _I_FILE].astype(np.int32),
             "seq": st_i[done, _I_SEQ].copy(),
         })
+        self._n_rows = need
 
     def _collect(self) -> FlowResult:
-        T = self.max_packets
         chunks = self._out
         if chunks:
-            # Everything but the packet rows is small; the rows (most of the memory) are
-            # scattered chunk by chunk below instead of being concatenated first: a copy of
-            # ~36 bytes per kept packet into freshly faulted pages saved.
-            cat = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0] if k != "rows"}
+            cat = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
         else:
-            cat = {"rows": np.zeros((0, N_CHANNELS), np.float32), "lengths": np.zeros(0, np.int32),
+            cat = {"row_start": np.zeros(0, np.int64), "lengths": np.zeros(0, np.int32),
                    "src_ip": np.zeros((0, 2), np.uint64), "dst_ip": np.zeros((0, 2), np.uint64),
                    "src_port": np.zeros(0, np.int32), "dst_port": np.zeros(0, np.int32),
                    "proto": np.zeros(0, np.int16), "start_time": np.zeros(0), "end_time": np.zeros(0),
                    "n_packets": np.zeros(0, np.int64), "n_bytes": np.zeros(0, np.int64),
                    "end_reason": np.zeros(0, np.int8), "file_index": np.zeros(0, np.int32),
                    "seq": np.zeros(0, np.int64)}
-        n = cat["lengths"].shape[0]
         order = np.lexsort((cat["seq"], cat["start_time"]))
-        # Scatter compact rows into the padded tensor: flow i of the harvest order goes to
-        # output row dest[i] (the inverse permutation of ``order``).
-        dest = np.empty(n, np.int64)
-        dest[order] = np.arange(n, dtype=np.int64)
-        lengths = cat["lengths"][order]
-        packets = np.zeros((n, T, N_CHANNELS), np.float32)
-        base = 0
-        for c in chunks:  # finish() is idempotent: the chunks are kept as they are
-            k = c["lengths"].shape[0]
-            _scatter_chunk(c["rows"], c["lengths"], dest[base: base + k], packets)
-            base += k
+        # The rows stay in harvest order (no padding, no reordering copy): each output flow
+        # points at its own rows through row_start.
         return FlowResult(
-            packets=packets, lengths=lengths.astype(np.int32),
+            rows=self._rows[: self._n_rows], row_start=cat["row_start"][order], max_packets=self.max_packets,
+            lengths=cat["lengths"][order].astype(np.int32),
             **{k: cat[k][order] for k in ("src_ip", "dst_ip", "src_port", "dst_port", "proto",
                                           "start_time", "end_time", "n_packets", "n_bytes",
                                           "end_reason", "file_index")},

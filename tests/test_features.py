@@ -19,7 +19,7 @@ from janus.contract import (
     SIZE,
     SYN,
 )
-from janus.features import compute_flow_features, main
+from janus.features import compact_flow_features, compute_flow_features, main
 from janus.io import write_npz
 
 
@@ -207,3 +207,24 @@ def test_compiled_kernel_is_bit_identical_to_segment_sums():
     got = compute_flow_features(packets, lengths)
     want = _vectorised_definition(packets, lengths)
     assert got.tobytes() == want.tobytes()
+
+
+def test_compact_rows_give_the_same_bits_as_the_padded_tensor():
+    rng = np.random.default_rng(12)
+    n, t_max = 300, 16
+    lengths = rng.integers(1, t_max + 1, n)
+    packets = np.zeros((n, t_max, 9), np.float32)
+    valid = np.arange(t_max) < lengths[:, None]
+    packets[..., SIZE] = rng.integers(40, 1500, (n, t_max)) * valid
+    packets[:, 1:, IAT] = rng.lognormal(-3.0, 2.5, (n, t_max - 1)) * valid[:, 1:]
+    packets[..., DIRECTION] = rng.integers(0, 2, (n, t_max)) * valid
+    # Compact rows in a shuffled flow order, as the assembler harvests them.
+    perm = rng.permutation(n)
+    rows = np.concatenate([packets[f, : lengths[f]] for f in perm])
+    start_in_perm = np.cumsum(lengths[perm]) - lengths[perm]
+    row_start = np.empty(n, np.int64)
+    row_start[perm] = start_in_perm
+    got = compact_flow_features(rows, row_start, lengths)
+    assert got.dtype == np.float32 and got.tobytes() == compute_flow_features(packets, lengths).tobytes()
+    with pytest.raises(ValueError, match="out of range"):
+        compact_flow_features(rows, row_start + 5, lengths)

@@ -245,3 +245,17 @@ def test_hash_collision_across_batches_is_detected(monkeypatch):
     third = make_batch([(0.6, SV, C, 17, 0, 300)])
     res = assemble_flows([first, second, third])
     assert res.n_packets.tolist() == [2, 1] and res.n_bytes.tolist() == [400, 200]
+
+
+def test_compact_rows_and_padded_blocks_agree_with_the_tensor():
+    res = assemble_flows([make_batch(_random_stream(200, seed=5))], max_packets=6)
+    T = res.max_packets
+    assert res.rows.shape == (int(res.lengths.sum()), 9)
+    for i in range(len(res)):
+        np.testing.assert_array_equal(res.rows[res.row_start[i]: res.row_start[i] + res.lengths[i]],
+                                      res.packets[i, : res.lengths[i]])
+    # A reused, dirty buffer: padding rows must come out zero again.
+    buf = np.full((7, T, 9), np.nan, np.float32)
+    for lo in range(0, len(res), 7):
+        hi = min(len(res), lo + 7)
+        assert res.padded_block(lo, hi, out=buf).tobytes() == res.packets[lo:hi].tobytes()

@@ -59,3 +59,23 @@ def test_parquet_accepts_arrow_and_polars(tmp_path):
     io.write_parquet(tmp_path / "b.parquet", pl.DataFrame({"x": [1, 2]}))
     assert pq.read_table(tmp_path / "a.parquet").column("x").to_pylist() == [1, 2]
     assert pq.read_table(tmp_path / "b.parquet").column("x").to_pylist() == [1, 2]
+
+
+def test_npz_stream_gives_the_same_bytes_as_the_whole_array(tmp_path):
+    rng = np.random.default_rng(1)
+    packets = rng.normal(size=(7, 4, 9)).astype(np.float32)
+    lengths = np.arange(7, dtype=np.int32)
+    stream = io.ArrayStream(packets.shape, np.dtype(np.float32),
+                            lambda: (packets[lo: lo + 3] for lo in range(0, 7, 3)))  # 3 + 3 + 1 rows
+    io.write_npz(tmp_path / "whole.npz", packets=packets, lengths=lengths)
+    io.write_npz(tmp_path / "stream.npz", packets=stream, lengths=lengths)
+    assert (tmp_path / "whole.npz").read_bytes() == (tmp_path / "stream.npz").read_bytes()
+    with np.load(tmp_path / "stream.npz") as z:
+        np.testing.assert_array_equal(z["packets"], packets)
+
+
+def test_npz_stream_of_the_wrong_length_is_refused_and_leaves_nothing(tmp_path):
+    short = io.ArrayStream((4, 2), np.dtype(np.float32), lambda: [np.zeros((3, 2), np.float32)])
+    with pytest.raises(ValueError, match="gave 24 bytes, expected 32"):
+        io.write_npz(tmp_path / "x.npz", packets=short)
+    assert list(tmp_path.iterdir()) == []
