@@ -188,12 +188,6 @@ def extract(
     for p in paths:
         if not Path(p).is_file():
             raise JanusError(f"{p}: capture file not found")
-    if max_packets < 1:
-        raise ConfigError(f"--max-packets must be >= 1, got {max_packets}")
-    if not idle_timeout > 0:
-        raise ConfigError(f"--idle-timeout must be > 0 seconds, got {idle_timeout}")
-    if active_timeout is not None and not active_timeout > 0:
-        raise ConfigError(f"--active-timeout must be > 0 seconds, got {active_timeout}")
     if chunk_bytes < 1 << 16:
         raise ConfigError(f"chunk size must be at least 64 KiB, got {chunk_bytes} bytes")
     out_dir = Path(out_dir)

@@ -61,6 +61,7 @@ from .contract import (
     SYN,
     WIN,
 )
+from .errors import ConfigError
 
 _PROTO_TCP = 6
 REASON_FIN, REASON_RST, REASON_IDLE, REASON_ACTIVE, REASON_NEW_SYN, REASON_EOF = (
@@ -377,12 +378,14 @@ class FlowAssembler:
         idle_timeout: float = 120.0,
         active_timeout: float | None = None,
     ) -> None:
+        # ConfigError is a ValueError that the CLI prints as one line; the option names are
+        # those of `janus extract`, the only place users set these.
         if max_packets < 1:
-            raise ValueError(f"max_packets must be >= 1, got {max_packets}")
+            raise ConfigError(f"--max-packets must be >= 1, got {max_packets}")
         if not idle_timeout > 0:
-            raise ValueError(f"idle_timeout must be > 0 seconds, got {idle_timeout}")
+            raise ConfigError(f"--idle-timeout must be > 0 seconds, got {idle_timeout}")
         if active_timeout is not None and not active_timeout > 0:
-            raise ValueError(f"active_timeout must be > 0 seconds or None, got {active_timeout}")
+            raise ConfigError(f"--active-timeout must be > 0 seconds or None, got {active_timeout}")
         self.max_packets = int(max_packets)
         self.idle_timeout = float(idle_timeout)
         self.active_timeout = math.inf if active_timeout is None else float(active_timeout)
