@@ -572,3 +572,23 @@ def assemble_flows(
     for batch in batches:
         asm.add(batch)
     return asm.finish()
+
+
+def load_kernels() -> FlowResult:
+    """Load the assembler's compiled code now instead of on the first batch.
+
+    Part of :func:`janus.extract.load_runtime`: assembles one two-packet TCP flow (SYN,
+    SYN/ACK) through the same calls as a real run, so every kernel is loaded with the
+    argument types the extraction passes. Returns that one-flow result.
+    """
+    ip = np.array([[0, 0x0000FFFF0A000001], [0, 0x0000FFFF0A000002]], np.uint64)
+    batch = PacketBatch(
+        ts=np.array([0.0, 0.001]), wire_len=np.array([60, 60], np.uint32),
+        src_ip=ip, dst_ip=ip[::-1].copy(),
+        src_port=np.array([40000, 80], np.uint16), dst_port=np.array([80, 40000], np.uint16),
+        proto=np.array([6, 6], np.uint8), tcp_flags=np.array([TCP_SYN, TCP_SYN | TCP_ACK], np.uint8),
+        tcp_win=np.array([1024, 1024], np.uint16), file_index=np.zeros(2, np.int32),
+    )
+    res = assemble_flows([batch], max_packets=2)
+    res.padded_block(0, len(res))
+    return res

@@ -238,6 +238,17 @@ def _walk_pcapng(buf, start, big, snaplen0, max_block):
     return count, pos, status, need, unknown, data_off, caplen, orig, iface, ts
 
 
+def load_kernels() -> None:
+    """Load the record walkers' compiled code now instead of on the first record.
+
+    Part of :func:`janus.extract.load_runtime`; called with the argument types of the
+    readers below, so the real calls find the code already loaded.
+    """
+    empty = np.zeros(0, np.uint8)
+    _walk_pcap(empty, False, MAX_RECORD_BYTES)
+    _walk_pcapng(empty, 0, False, 0, MAX_BLOCK_BYTES)
+
+
 # --------------------------------------------------------------------------- format detection
 def _hint(head: bytes) -> str:
     if head[:2] == b"\x1f\x8b":

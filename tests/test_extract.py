@@ -227,3 +227,41 @@ def test_choice_strings_gather_utf8():
     index = np.array([2, 0, 1, 2, 2, 0])
     assert _choice_strings(choices, index).to_pylist() == [choices[i] for i in index]
     assert _choice_strings(choices, index[:0]).to_pylist() == []
+
+
+_KERNEL_SIGNATURES = r"""
+import json, sys
+import numba
+from janus import features, flows, pcap
+from janus.extract import extract, load_runtime
+
+def signatures():
+    return {f"{m.__name__}.{name}": [str(s) for s in obj.signatures]
+            for m in (pcap, flows, features) for name, obj in vars(m).items()
+            if isinstance(obj, numba.core.registry.CPUDispatcher)}
+
+load_runtime()
+loaded = signatures()
+summary = extract(sys.argv[1:-1], sys.argv[-1])
+print(json.dumps({"loaded": loaded, "after": signatures(), "phases": summary["phase_time_s"]}))
+"""
+
+
+def test_load_runtime_loads_what_extraction_calls(split_capture, tmp_path):
+    """load_runtime() loads each kernel with the argument types extraction passes: a kernel
+    that extraction calls with other types would compile or load again inside the timed
+    phases (and the startup phase would no longer hold the one-time cost)."""
+    import subprocess
+
+    from capture_builders import PROTO_UDP, epb, ethernet, idb, ipv4, pcapng_bytes, shb, udp
+
+    ng = tmp_path / "c.pcapng"
+    frame = ethernet(ipv4(udp(5353, 53, b"q" * 30), "10.0.0.1", "10.0.0.53", PROTO_UDP))
+    ng.write_bytes(pcapng_bytes([shb(), idb(), epb(frame, 1_600_000_002.0)]))
+    out = subprocess.run([sys.executable, "-c", _KERNEL_SIGNATURES, *map(str, split_capture), str(ng),
+                          str(tmp_path / "ds")], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["after"] == got["loaded"]
+    # The two walkers, the four assembler kernels, padding, features.
+    assert sum(len(s) for s in got["loaded"].values()) >= 8
+    assert list(got["phases"]) == ["startup", "read", "flows", "features", "write"]
