@@ -76,7 +76,13 @@ _N_F = 2
 # Bits of ``_I_FINS``: FIN seen from the initiator / from the responder.
 _FIN_FWD, _FIN_BWD = 1, 2
 
-_INITIAL_SLOTS = 1024
+# Capacity reserved up front: ~64 MiB of slot packet rows (29k slots at T = 64) and 1 Mi
+# compact kept rows (36 MiB). Arrays this large come from calloc/mmap, so only the pages that
+# get written are ever backed: RSS follows the active flows and the kept rows, not these
+# sizes, while growing (a copy of every slot, or a realloc plus zero fill) becomes rare.
+_RESERVED_SLOT_BYTES = 64 << 20
+_MIN_SLOTS = 1024
+_RESERVED_ROWS = 1 << 20
 
 
 @dataclass
@@ -402,14 +408,14 @@ class FlowAssembler:
         self._inuse = np.zeros(0, bool)
         self._free = np.zeros(0, np.int64)
         self._n_free = 0
-        self._grow(_INITIAL_SLOTS)
+        self._grow(max(_MIN_SLOTS, _RESERVED_SLOT_BYTES // (self.max_packets * N_CHANNELS * 4)))
         # Key table of flows that can still receive packets (see _probe): a power-of-2 size.
         self._tab = np.full(1, -1, np.int64)
         self._out: list[dict[str, np.ndarray]] = []
         # Kept rows of every finished flow, compact, in harvest order: rows 0.._n_rows-1 of
         # _rows. Grown in place (ndarray.resize -> realloc, which moves big blocks by
         # remapping pages): no per-chunk arrays to concatenate at the end, no second copy.
-        self._rows = np.empty((1 << 16, N_CHANNELS), np.float32)
+        self._rows = np.empty((_RESERVED_ROWS, N_CHANNELS), np.float32)
         self._n_rows = 0
 
     # ----------------------------------------------------------------- public API

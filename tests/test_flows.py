@@ -216,7 +216,10 @@ def test_slot_growth_and_hash_collisions_are_exact(monkeypatch):
     real = flows_mod.hash_keys
     # Salt 0 maps every key to one of 4 hashes; the assembler must detect it and re-salt.
     monkeypatch.setattr(flows_mod, "hash_keys", lambda k, seed: real(k, seed) & 3 if seed == 0 else real(k, seed))
-    monkeypatch.setattr(flows_mod, "_INITIAL_SLOTS", 4)
+    # Tiny reservations: the slot state and the kept-rows buffer both grow several times.
+    monkeypatch.setattr(flows_mod, "_RESERVED_SLOT_BYTES", 0)
+    monkeypatch.setattr(flows_mod, "_MIN_SLOTS", 4)
+    monkeypatch.setattr(flows_mod, "_RESERVED_ROWS", 8)
     batch = make_batch(_random_stream(200, seed=3))
     got = assemble_flows([batch.take(slice(0, 300)), batch.take(slice(300, None))], max_packets=6)
     monkeypatch.undo()
