@@ -76,12 +76,15 @@ _N_F = 2
 # Bits of ``_I_FINS``: FIN seen from the initiator / from the responder.
 _FIN_FWD, _FIN_BWD = 1, 2
 
-# Capacity reserved up front: ~64 MiB of slot packet rows (29k slots at T = 64) and 1 Mi
-# compact kept rows (36 MiB). Arrays this large come from calloc/mmap, so only the pages that
-# get written are ever backed: RSS follows the active flows and the kept rows, not these
-# sizes, while growing (a copy of every slot, or a realloc plus zero fill) becomes rare.
+# Capacity reserved up front: ~64 MiB of slot packet rows (29k slots at T = 64), at most
+# 32k slots, and 1 Mi compact kept rows (36 MiB). Arrays this large come from calloc/mmap,
+# so only the pages that get written are ever backed: RSS follows the active flows and the
+# kept rows, not these sizes, while growing (a copy of every slot, or a realloc plus zero
+# fill) becomes rare. The cap matters for small T: the other per-slot state (~130 B) is
+# written whole when allocated, and 64 MiB of rows at T = 2 would be 932k slots.
 _RESERVED_SLOT_BYTES = 64 << 20
 _MIN_SLOTS = 1024
+_MAX_RESERVED_SLOTS = 1 << 15
 _RESERVED_ROWS = 1 << 20
 
 
@@ -408,7 +411,8 @@ class FlowAssembler:
         self._inuse = np.zeros(0, bool)
         self._free = np.zeros(0, np.int64)
         self._n_free = 0
-        self._grow(max(_MIN_SLOTS, _RESERVED_SLOT_BYTES // (self.max_packets * N_CHANNELS * 4)))
+        reserved = _RESERVED_SLOT_BYTES // (self.max_packets * N_CHANNELS * 4)
+        self._grow(min(_MAX_RESERVED_SLOTS, max(_MIN_SLOTS, reserved)))
         # Key table of flows that can still receive packets (see _probe): a power-of-2 size.
         self._tab = np.full(1, -1, np.int64)
         self._out: list[dict[str, np.ndarray]] = []
