@@ -404,6 +404,23 @@ def figure_reports(kind, caption, subcategory):
     ]
 
 
+# Every trained model of the run. The report depends on them so that a model lost after the
+# scores were written (a forced retrain killed mid-way deletes the old model.pt) is rebuilt
+# by the next plain run instead of "Nothing to be done" with the model missing.
+MODEL_FILES = sorted(
+    {
+        f"runs/{d}/{s}/seed{seed}_sigma{sigma_for(s, t)}/model.pt"
+        for d in JANUS_DETECTORS
+        for s, t in PAIRS
+        for seed in SEEDS
+    }
+) + [
+    f"runs/{b}/{s}/seed{seed}/detector.json"
+    for b in BASELINES
+    for s in DATASETS
+    for seed in SEEDS
+]
+
 FIGURE_SCORES = [
     scores_path(det, d, d, FIGURE_SEED) for det in DETECTORS for d in DATASETS
 ]

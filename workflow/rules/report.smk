@@ -4,6 +4,7 @@
 rule report:
     input:
         metrics=METRICS,
+        models=MODEL_FILES,
         scores=FIGURE_SCORES,
         data=FIGURE_DATA,
     output:
