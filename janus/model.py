@@ -39,7 +39,7 @@ from torch import nn
 
 from .contract import BINARY, CONTINUOUS, DEFAULT_MAX_PACKETS, N_FLOW_FEATURES
 from .errors import ConfigError
-from .flowmatch import N_DISC_STATES
+from .flowmatch import N_DISC_STATES, OT_METHODS
 
 N_CONT = len(CONTINUOUS)  # 3 continuous packet channels
 N_BIN = len(BINARY)  # 6 binary packet channels
@@ -56,11 +56,15 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     sigma: float = 0.1  # CFM path noise
     lambda_disc: float = 1.0  # weight of the flag (discrete) loss; 0 = continuous-only ablation
-    ot: bool = True  # minibatch Sinkhorn OT coupling of x0 to x1
-    ot_reg: float = 0.05  # entropic regularisation, relative to the mean cost
+    ot: str = "exact"  # minibatch coupling of x0 to x1: exact, sinkhorn or none (OT_METHODS)
+    ot_reg: float = 0.05  # Sinkhorn's entropic regularisation, relative to the cost spread
     causal: bool = True  # packet-causal attention; False = full attention ablation
 
     def __post_init__(self) -> None:
+        if isinstance(self.ot, bool):  # checkpoints before OT_METHODS: True meant Sinkhorn
+            self.ot = "sinkhorn" if self.ot else "none"
+        if self.ot not in OT_METHODS:
+            raise ConfigError(f"model option ot must be one of {', '.join(OT_METHODS)}, got {self.ot!r}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         for name in ("max_packets", "d_model", "n_layers", "n_heads"):

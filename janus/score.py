@@ -187,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
     models: dict[Path, tuple[JanusNet, FeatureStats]] = {}
     for ckpt, data, out, part in zip(checkpoints, args.data, args.out, splits):
         if ckpt not in models:
-            model, _, stats = model_from_checkpoint(load_checkpoint(ckpt))
+            ckpt_dict = load_checkpoint(ckpt, require_finished=True)
+            model, _, stats = model_from_checkpoint(ckpt_dict)
             models[ckpt] = (model, stats)
         score_dataset(*models[ckpt], data, out, part, args.batch_size, device)
     return 0

@@ -3,8 +3,10 @@
 One joint loss per minibatch (:func:`joint_loss`):
 
 * continuous (OT-CFM): ``x0 ~ N(0, I)`` over the FLOW token's 20 features and every valid
-  packet's 3 continuous channels, re-paired with the data by a Sinkhorn OT plan
-  (``--no-ot`` switches it off), ``t_c ~ U(0, 1)``, ``x_t = t_c x1 + (1 - t_c) x0 + sigma eps``;
+  packet's 3 continuous channels, re-paired with the data by minibatch OT on the masked
+  squared distance (``--ot exact``, the default: the minimum-cost permutation; ``--ot
+  sinkhorn``: pairs sampled from an entropic plan; ``--ot none``: independent pairs), ``t_c ~
+  U(0, 1)``, ``x_t = t_c x1 + (1 - t_c) x0 + sigma eps``;
   loss = mean squared error of the predicted velocity against ``x1 - x0`` over all valid
   continuous values of the batch (padding excluded);
 * discrete (mixture-path DFM, MASK source): ``t_d ~ U(0, 1)`` drawn independently of
@@ -15,14 +17,19 @@ One joint loss per minibatch (:func:`joint_loss`):
 * ``loss = continuous + lambda_disc * discrete`` (``--lambda-disc 0``: continuous-only
   ablation, the flag head is not trained).
 
-Optimisation: AdamW, linear warm-up then cosine decay to 10 % of ``--lr`` (per step),
-gradient-norm clipping, early stopping on the benign validation loss (evaluated with a fixed
-noise seed so epochs are comparable). Randomness comes from ``--seed`` only: the same seed,
-data, options and thread count give bit-identical weights on CPU.
+Optimisation: AdamW, per optimiser step a linear warm-up over ``--warmup-fraction`` of the
+total steps (``--epochs`` x batches per epoch: the budget, so the cosine is laid out over the
+maximum run) then cosine decay to 10 % of ``--lr``; gradient-norm clipping; early stopping
+on the benign validation loss (evaluated with a fixed noise seed so epochs are comparable):
+training stops after ``--patience`` epochs without a relative improvement of at least
+``--min-delta`` over the best loss so far. Randomness comes from ``--seed`` only: the same
+seed, data, options and thread count give bit-identical weights on CPU.
 
 Outputs in ``RUN_DIR``: ``model.pt`` (the epoch with the lowest validation loss; what
-``janus score`` reads), ``last.pt`` (the latest epoch, for ``--resume``), ``loss.csv`` and
-``loss.png``.
+``janus score`` reads), ``last.pt`` (the latest epoch, for ``--resume``), ``loss.csv`` (one
+row per epoch: losses, the learning rate of the epoch's last step, whether it is the best
+epoch and whether early stopping fired there), ``loss.png`` and ``train_summary.json`` (best
+and stop epoch, steps, warm-up steps).
 """
 
 from __future__ import annotations
@@ -45,15 +52,18 @@ from .cli import run_main
 from .contract import DEFAULT_MAX_PACKETS
 from .data import Batch, FeatureStats, Prepared, length_batches, load_dataset
 from .errors import ConfigError, JanusError
-from .flowmatch import cfm_path, kappa, mixture_corrupt, ot_pair_indices
-from .io import atomic_path, write_text
+from .flowmatch import OT_METHODS, cfm_path, kappa, mixture_corrupt, ot_pair_indices
+from .io import atomic_path, write_json, write_text
 from .model import JanusNet, ModelConfig, count_parameters
 from .splits import load_splits
 
 log = logging.getLogger(__name__)
 
 LOSS_COLUMNS = ("epoch", "train_loss", "train_cont", "train_disc", "val_loss", "val_cont",
-                "val_disc", "lr", "seconds")
+                "val_disc", "lr", "seconds", "best", "early_stop")
+#: The columns kept per epoch in the checkpoint's history (``best`` and ``early_stop`` are
+#: derived from the training state when ``loss.csv`` is written).
+HISTORY_COLUMNS = LOSS_COLUMNS[:9]
 
 
 @dataclass
@@ -64,13 +74,23 @@ class TrainOptions:
     batch_size: int = 256
     lr: float = 5e-4
     weight_decay: float = 0.01
-    warmup: int = 200  # optimiser steps of linear warm-up
+    warmup_fraction: float = 0.05  # share of the total optimiser steps spent in linear warm-up
     patience: int = 5  # epochs without a better validation loss before stopping
+    min_delta: float = 0.0  # relative improvement of the best validation loss that counts
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"
     compile: bool = False
     disable_progress: bool | None = None  # tqdm semantics: None = bars only on a terminal
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.warmup_fraction <= 1.0:
+            raise ConfigError(f"--warmup-fraction must be in (0, 1], got {self.warmup_fraction}")
+        if not 0.0 <= self.min_delta < 1.0:
+            raise ConfigError(f"--min-delta must be in [0, 1), got {self.min_delta}")
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,11 +111,18 @@ def make_optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Ad
                              foreach=True)
 
 
+def warmup_steps(total: int, fraction: float) -> int:
+    """Optimiser steps of linear warm-up: ``ceil(fraction * total)``, at least 1, at most ``total``."""
+    return max(1, min(total, math.ceil(fraction * total)))
+
+
 def lr_at(step: int, total: int, opts: TrainOptions) -> float:
-    """Learning rate of optimiser step ``step`` (0-based) of ``total``."""
-    if step < opts.warmup:
-        return opts.lr * (step + 1) / opts.warmup
-    progress = min(1.0, (step - opts.warmup) / max(1, total - opts.warmup))
+    """Learning rate of optimiser step ``step`` (0-based) of ``total``: linear warm-up to
+    ``opts.lr`` over :func:`warmup_steps`, then cosine decay to ``0.1 * opts.lr`` at ``total``."""
+    warmup = warmup_steps(total, opts.warmup_fraction)
+    if step < warmup:
+        return opts.lr * (step + 1) / warmup
+    progress = min(1.0, (step + 1 - warmup) / max(1, total - warmup))
     return opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
@@ -112,11 +139,12 @@ def joint_loss(
     x1f, x1p = batch.flow, batch.cont  # (B, 20), (B, L, 3)
     x0f = torch.randn(x1f.shape, generator=gen, device=dev)
     x0p = torch.randn(x1p.shape, generator=gen, device=dev)
-    if cfg.ot:
+    if cfg.ot != "none":
         flat_mask = torch.cat([torch.ones_like(x1f, dtype=torch.bool),
                                mask[:, :, None].expand(-1, -1, n_cont).reshape(b, -1)], dim=1)
         idx = ot_pair_indices(torch.cat([x0f, x0p.reshape(b, -1)], 1),
-                              torch.cat([x1f, x1p.reshape(b, -1)], 1), flat_mask, gen, reg=cfg.ot_reg)
+                              torch.cat([x1f, x1p.reshape(b, -1)], 1), flat_mask, gen,
+                              method=cfg.ot, reg=cfg.ot_reg)  # (B,)
         x0f, x0p = x0f[idx], x0p[idx]
     t_c = torch.rand(b, generator=gen, device=dev)
     t_d = torch.rand(b, generator=gen, device=dev)
@@ -179,9 +207,10 @@ def fit(
     out_dir: Path,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Train on prepared benign flows; write ``model.pt``, ``last.pt``, ``loss.csv``, ``loss.png``.
+    """Train on prepared benign flows; write ``model.pt``, ``last.pt``, ``loss.csv``,
+    ``loss.png`` and ``train_summary.json``.
 
-    Returns the training summary (best epoch, best validation loss, epochs run, flows/s).
+    Returns the training summary (see :func:`training_summary`).
     """
     if len(train) == 0 or len(val) == 0:
         raise JanusError(f"training needs benign train and val flows; got {len(train)} / {len(val)}")
@@ -191,7 +220,7 @@ def fit(
     model = JanusNet(cfg).to(device)
     optimizer = make_optimizer(model, opts)
     state: dict[str, Any] = {"step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
-                             "history": []}
+                             "stop_epoch": None, "history": []}
     start_epoch = 0
     if resume:
         ckpt = load_checkpoint(out_dir / "last.pt")
@@ -200,16 +229,17 @@ def fit(
                               f"({ckpt['config']} vs {cfg.to_dict()})")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        state = dict(ckpt["train_state"])
+        state = {"stop_epoch": None, **ckpt["train_state"]}
         start_epoch = int(ckpt["epoch"]) + 1
         log.info("resuming %s at epoch %d", out_dir, start_epoch)
     run_model = torch.compile(model, dynamic=True) if opts.compile else model
     n_batches = math.ceil(len(train) / opts.batch_size)
-    total_steps = opts.epochs * n_batches
-    log.info("training %d parameters on %s: %d train / %d val flows, %d steps per epoch",
-             count_parameters(model), device, len(train), len(val), n_batches)
+    total_steps = opts.epochs * n_batches  # the cosine spans the maximum run, not the early stop
+    log.info("training %d parameters on %s: %d train / %d val flows, %d steps per epoch, "
+             "%d of %d steps warm-up", count_parameters(model), device, len(train), len(val),
+             n_batches, warmup_steps(total_steps, opts.warmup_fraction), total_steps)
     for epoch in range(start_epoch, opts.epochs):
-        if state["bad_epochs"] >= opts.patience:
+        if state["stop_epoch"] is not None:  # resumed from a run that had stopped early
             break
         t0 = time.perf_counter()
         rng = np.random.default_rng([opts.seed, epoch])
@@ -229,43 +259,76 @@ def fit(
             bar.set_postfix(loss=f"{parts[0]:.4f}")
         train_parts = tot / len(train)
         val_parts = validation_loss(run_model, val, cfg, opts, device)
-        row = [epoch, *train_parts, *val_parts, lr, time.perf_counter() - t0]
+        row = [epoch, *train_parts, *val_parts, lr, time.perf_counter() - t0]  # lr of the last step
         state["history"].append([float(v) for v in row])
+        # Patience counts epochs without a relative gain of min_delta; model.pt follows the
+        # lowest loss even when the gain is smaller (so it is always the best epoch's weights).
+        significant = val_parts[0] < state["best_val"] * (1.0 - opts.min_delta)
         improved = val_parts[0] < state["best_val"]
+        state["bad_epochs"] = 0 if significant else state["bad_epochs"] + 1
+        if state["bad_epochs"] >= opts.patience:
+            state["stop_epoch"] = epoch
         if improved:
-            state.update(best_val=float(val_parts[0]), best_epoch=epoch, bad_epochs=0)
+            state.update(best_val=float(val_parts[0]), best_epoch=epoch)
             save_checkpoint(out_dir / "model.pt", model, optimizer, cfg, epoch, opts.seed, stats, state)
-        else:
-            state["bad_epochs"] += 1
         save_checkpoint(out_dir / "last.pt", model, optimizer, cfg, epoch, opts.seed, stats, state)
         log.info("epoch %d: train %.4f (cont %.4f, disc %.4f) val %.4f (cont %.4f, disc %.4f)%s, "
                  "%.0f flows/s", epoch, *train_parts, *val_parts, " *" if improved else "",
                  len(train) / row[-1])
-        write_loss_csv(out_dir / "loss.csv", state["history"])
-    plot_losses(out_dir / "loss.png", state["history"])
-    secs = sum(r[-1] for r in state["history"])
-    return {"best_epoch": state["best_epoch"], "best_val": state["best_val"],
-            "epochs": len(state["history"]),
-            "flows_per_s": len(train) * len(state["history"]) / secs if secs else float("nan")}
+        write_loss_csv(out_dir / "loss.csv", state)
+        if state["stop_epoch"] is not None:
+            log.info("early stop at epoch %d: %d epochs without a %.3g relative gain (best epoch %d)",
+                     epoch, opts.patience, opts.min_delta, state["best_epoch"])
+    plot_losses(out_dir / "loss.png", state)
+    summary = training_summary(state, opts, len(train), n_batches, cfg)
+    write_json(out_dir / "train_summary.json", summary)
+    return summary
 
 
-def write_loss_csv(path: Path, history: list[list[float]]) -> None:
+def training_summary(state: dict[str, Any], opts: TrainOptions, n_train: int, n_batches: int,
+                     cfg: ModelConfig) -> dict[str, Any]:
+    """What ``train_summary.json`` records: best and stop epoch, steps, warm-up, throughput."""
+    history = state["history"]
+    secs = sum(r[HISTORY_COLUMNS.index("seconds")] for r in history)
+    total = opts.epochs * n_batches
+    return {
+        "best_epoch": state["best_epoch"], "best_val": state["best_val"],
+        "epochs": len(history), "max_epochs": opts.epochs,
+        "early_stopped": state["stop_epoch"] is not None, "stop_epoch": state["stop_epoch"],
+        "patience": opts.patience, "min_delta": opts.min_delta,
+        "steps": state["step"], "steps_per_epoch": n_batches, "total_steps": total,
+        "warmup_fraction": opts.warmup_fraction,
+        "warmup_steps": warmup_steps(total, opts.warmup_fraction),
+        "lr": opts.lr, "last_lr": history[-1][HISTORY_COLUMNS.index("lr")] if history else None,
+        "ot": cfg.ot, "seconds": secs,
+        "flows_per_s": n_train * len(history) / secs if secs else float("nan"),
+    }
+
+
+def write_loss_csv(path: Path, state: dict[str, Any]) -> None:
+    """One row per epoch; ``best`` marks the best epoch so far (model.pt's), ``early_stop``
+    the epoch at which early stopping fired."""
     lines = [",".join(LOSS_COLUMNS)]
-    lines += [",".join([str(int(r[0]))] + [f"{v:.6g}" for v in r[1:]]) for r in history]
+    for r in state["history"]:
+        epoch = int(r[0])
+        flags = [int(epoch == state["best_epoch"]), int(epoch == state["stop_epoch"])]
+        lines.append(",".join([str(epoch)] + [f"{v:.6g}" for v in r[1:]] + [str(f) for f in flags]))
     write_text(path, "\n".join(lines) + "\n")
 
 
-def plot_losses(path: Path, history: list[list[float]]) -> None:
-    """Train and validation loss per epoch (log scale), written atomically."""
+def plot_losses(path: Path, state: dict[str, Any]) -> None:
+    """Train and validation loss per epoch (log scale) and the best epoch, written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    h = np.array(history, dtype=float).reshape(-1, len(LOSS_COLUMNS))
+    h = np.array(state["history"], dtype=float).reshape(-1, len(HISTORY_COLUMNS))
     fig, ax = plt.subplots(figsize=(6, 4))
     for col, style in (("train_loss", "-"), ("val_loss", "-"), ("train_cont", ":"), ("train_disc", "--")):
-        ax.plot(h[:, 0], h[:, LOSS_COLUMNS.index(col)], style, label=col)
+        ax.plot(h[:, 0], h[:, HISTORY_COLUMNS.index(col)], style, label=col)
+    if state["best_epoch"] >= 0:
+        ax.axvline(state["best_epoch"], color="grey", lw=0.8, ls="--", label="best (model.pt)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
@@ -292,9 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--sigma", type=float, default=d.sigma, help=f"CFM path noise (default {d.sigma})")
     m.add_argument("--lambda-disc", type=float, default=d.lambda_disc,
                    help=f"weight of the flag loss; 0 = continuous-only ablation (default {d.lambda_disc})")
-    m.add_argument("--no-ot", action="store_true", help="independent x0-x1 pairing instead of Sinkhorn OT")
+    m.add_argument("--ot", choices=OT_METHODS, default=d.ot,
+                   help="minibatch coupling of noise to data: exact = minimum-cost permutation, "
+                        f"sinkhorn = sampled from an entropic plan, none = independent (default {d.ot})")
     m.add_argument("--ot-reg", type=float, default=d.ot_reg,
-                   help=f"Sinkhorn entropic regularisation relative to the mean cost (default {d.ot_reg})")
+                   help=f"--ot sinkhorn: entropic regularisation relative to the cost spread (default {d.ot_reg})")
     m.add_argument("--full-attention", action="store_true", help="ablation: every token sees every packet")
     o = p.add_argument_group("optimisation")
     t = TrainOptions()
@@ -302,9 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--batch-size", type=int, default=t.batch_size, help=f"flows per batch (default {t.batch_size})")
     o.add_argument("--lr", type=float, default=t.lr, help=f"peak AdamW learning rate (default {t.lr})")
     o.add_argument("--weight-decay", type=float, default=t.weight_decay, help=f"AdamW weight decay (default {t.weight_decay})")
-    o.add_argument("--warmup", type=int, default=t.warmup, help=f"linear warm-up steps (default {t.warmup})")
+    o.add_argument("--warmup-fraction", type=float, default=t.warmup_fraction,
+                   help="share of the total steps (--epochs x batches) in linear warm-up "
+                        f"(default {t.warmup_fraction})")
     o.add_argument("--patience", type=int, default=t.patience,
                    help=f"stop after this many epochs without a better val loss (default {t.patience})")
+    o.add_argument("--min-delta", type=float, default=t.min_delta,
+                   help="relative val-loss gain over the best that resets the patience "
+                        f"(default {t.min_delta})")
     o.add_argument("--grad-clip", type=float, default=t.grad_clip,
                    help=f"clip the global gradient norm to this value (default {t.grad_clip})")
     o.add_argument("--max-train-flows", type=int, default=None,
@@ -320,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
 def model_config_from_args(args: argparse.Namespace) -> ModelConfig:
     return ModelConfig(max_packets=args.max_packets, d_model=args.d_model, n_layers=args.n_layers,
                        n_heads=args.n_heads, sigma=args.sigma, lambda_disc=args.lambda_disc,
-                       ot=not args.no_ot, ot_reg=args.ot_reg, causal=not args.full_attention)
+                       ot=args.ot, ot_reg=args.ot_reg, causal=not args.full_attention)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -328,8 +398,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = model_config_from_args(args)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        weight_decay=args.weight_decay, warmup=args.warmup, patience=args.patience,
-                        grad_clip=args.grad_clip, seed=args.seed, device=args.device, compile=args.compile)
+                        weight_decay=args.weight_decay, warmup_fraction=args.warmup_fraction,
+                        patience=args.patience, min_delta=args.min_delta, grad_clip=args.grad_clip,
+                        seed=args.seed, device=args.device, compile=args.compile)
     resolve_device(opts.device)  # fail before loading data
     splits = load_splits(args.splits)
     ds = load_dataset(args.data)
@@ -348,8 +419,10 @@ def run(args: argparse.Namespace) -> int:
     train = stats.prepare(ds, train_ids, cfg.max_packets)
     val = stats.prepare(ds, splits["val"], cfg.max_packets)
     summary = fit(train, val, stats, cfg, opts, args.out, resume=args.resume)
-    log.info("done: best epoch %d, val loss %.4f, %.0f train flows/s -> %s",
-             summary["best_epoch"], summary["best_val"], summary["flows_per_s"], args.out / "model.pt")
+    log.info("done: best epoch %d of %d (%s), val loss %.4f, %.0f train flows/s -> %s",
+             summary["best_epoch"], summary["epochs"],
+             f"early stop at {summary['stop_epoch']}" if summary["early_stopped"] else "no early stop",
+             summary["best_val"], summary["flows_per_s"], args.out / "model.pt")
     return 0
 
 

@@ -22,7 +22,7 @@ from janus.train import TrainOptions, fit
 
 T = 8
 TINY = ModelConfig(max_packets=T, d_model=32, n_layers=2, n_heads=2)
-FAST = TrainOptions(epochs=25, batch_size=32, lr=3e-3, warmup=10, patience=25, seed=0, device="cpu",
+FAST = TrainOptions(epochs=25, batch_size=32, lr=3e-3, warmup_fraction=0.08, patience=25, seed=0, device="cpu",
                     disable_progress=True)
 
 

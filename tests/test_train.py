@@ -24,12 +24,13 @@ TINY = ModelConfig(max_packets=T, d_model=16, n_layers=1, n_heads=2)
 
 
 def test_lr_schedule_closed_form() -> None:
-    o = TrainOptions(lr=1.0, warmup=10)
-    assert lr_at(0, 110, o) == pytest.approx(0.1)
-    assert lr_at(9, 110, o) == pytest.approx(1.0)
-    assert lr_at(10, 110, o) == pytest.approx(1.0)
-    assert lr_at(60, 110, o) == pytest.approx(0.1 + 0.9 * 0.5)
-    assert lr_at(110, 110, o) == pytest.approx(0.1)
+    o = TrainOptions(lr=1.0, warmup_fraction=0.05)  # 200 steps: ceil(10.0) = 10 of warm-up
+    assert lr_at(0, 200, o) == pytest.approx(0.1)
+    assert lr_at(9, 200, o) == pytest.approx(1.0)
+    assert lr_at(10, 200, o) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 190)))
+    assert lr_at(104, 200, o) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the cosine
+    assert lr_at(199, 200, o) == pytest.approx(0.1)  # the last step reaches the floor
+    assert lr_at(250, 200, o) == pytest.approx(0.1)
 
 
 def test_length_batches_cover_every_flow_once() -> None:
@@ -80,7 +81,8 @@ def test_joint_loss_ignores_padding_values(tmp_path: Path) -> None:
     assert a[2] == pytest.approx(math.log(2), rel=1e-6)  # zero-initialised flag head
 
 
-@pytest.mark.parametrize("overrides", [{"lambda_disc": 0.0}, {"ot": False}, {"causal": False}])
+@pytest.mark.parametrize("overrides", [{"lambda_disc": 0.0}, {"ot": "none"}, {"ot": "sinkhorn"},
+                                       {"causal": False}])
 def test_ablation_switches_train(tmp_path: Path, overrides: dict) -> None:
     ds = load_dataset(mixed_dataset(tmp_path, 16, 0, T))
     stats = FeatureStats.fit(ds, np.arange(16), T)
@@ -106,7 +108,7 @@ def test_cli_trains_and_writes_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert train.main(["--data", str(ds_dir), "--splits", str(sp), "--seed", "0", "--out", str(run),
                        "--max-packets", str(T), "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
-                       "--epochs", "2", "--batch-size", "16", "--warmup", "2", "--device", "cpu",
+                       "--epochs", "2", "--batch-size", "16", "--warmup-fraction", "0.5", "--device", "cpu",
                        "--max-train-flows", "40", "--threads", "1"]) == 0
     for name in ("model.pt", "last.pt", "loss.csv", "loss.png"):
         assert (run / name).is_file(), name
@@ -124,7 +126,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Path,
     ds = load_dataset(write_dataset(tmp_path / "ds", *benign_packets(64, T, rng)))
     stats = FeatureStats.fit(ds, np.arange(48), T)
     tr, va = stats.prepare(ds, np.arange(48), T), stats.prepare(ds, np.arange(48, 64), T)
-    opts = TrainOptions(epochs=3, batch_size=16, warmup=2, patience=10, device="cpu", disable_progress=True)
+    opts = TrainOptions(epochs=3, batch_size=16, warmup_fraction=0.2, patience=10, device="cpu",
+                        disable_progress=True)
     fit(tr, va, stats, TINY, opts, tmp_path / "whole")
 
     real = train.validation_loss
