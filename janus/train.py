@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint, unwrap
+from .checkpoint import load_checkpoint, mark_finished, save_checkpoint, unwrap
 from .cli import run_main
 from .contract import DEFAULT_MAX_PACKETS
 from .data import Batch, FeatureStats, Prepared, length_batches, load_dataset
@@ -282,6 +282,8 @@ def fit(
     plot_losses(out_dir / "loss.png", state)
     summary = training_summary(state, opts, len(train), n_batches, cfg)
     write_json(out_dir / "train_summary.json", summary)
+    for name in ("model.pt", "last.pt"):  # the loop ended (early stop or max epochs)
+        mark_finished(out_dir / name)
     return summary
 
 
