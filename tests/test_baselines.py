@@ -236,3 +236,139 @@ def test_cli_run_rejects_misaligned_targets(tmp_path, capsys):
                          "--score-out", str(tmp_path / "o.parquet")])
     assert rc == 2
     assert "--score-out has 1 values for 2 --score-data" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- no pickle on load
+#: Set by Payload.__reduce__'s callable if anything ever unpickles it.
+RAN: list[str] = []
+
+
+def _mark(tag: str) -> None:
+    RAN.append(tag)
+
+
+class Payload:
+    """An object whose unpickling calls :func:`_mark`: code riding in a model file."""
+
+    def __reduce__(self):
+        return (_mark, ("code ran",))
+
+
+def _load_error(folder) -> str:
+    from janus.errors import JanusError
+
+    with pytest.raises(JanusError) as info:
+        baselines.Detector.load(folder)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("name", ["iforest", "lof", "ocsvm"])
+def test_sklearn_folder_holds_no_pickle_and_refits_identically(name, data, tmp_path):
+    train, val, test_benign, test_attack = data
+    x = np.concatenate([test_benign, test_attack])
+    det = baselines.make_detector(name, seed=5, **FAST[name]).fit(train, val)
+    det.save(tmp_path / name)
+    assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["detector.json",
+                                                                  "fit_data.npz"]
+    with np.load(tmp_path / name / "fit_data.npz", allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["z"], det.scaler.transform(train))  # the fitted rows
+        np.testing.assert_array_equal(f["check"], det.score(train[:64]))
+    loaded = baselines.Detector.load(tmp_path / name)
+    np.testing.assert_array_equal(loaded.score(x), det.score(x))
+
+
+def test_ocsvm_refit_uses_the_saved_subsample(data, tmp_path):
+    """max_train's seeded subsample is what is saved, so the refit sees the same rows."""
+    train, val, test_benign, _ = data
+    det = baselines.make_detector("ocsvm", seed=2, max_train=150).fit(train, val)
+    det.save(tmp_path / "m")
+    with np.load(tmp_path / "m" / "fit_data.npz", allow_pickle=False) as f:
+        assert f["z"].shape == (150, 20)
+    np.testing.assert_array_equal(baselines.Detector.load(tmp_path / "m").score(test_benign),
+                                  det.score(test_benign))
+
+
+def test_a_changed_refit_is_reported(data, tmp_path, caplog):
+    train, val, _, _ = data
+    det = baselines.make_detector("iforest", seed=1, n_estimators=20).fit(train, val)
+    det.save(tmp_path / "m")
+    with np.load(tmp_path / "m" / "fit_data.npz", allow_pickle=False) as f:
+        z, check = f["z"], f["check"]
+    write_npz(tmp_path / "m" / "fit_data.npz", z=z, check=check + 1e-9)
+    with caplog.at_level("WARNING"):
+        baselines.Detector.load(tmp_path / "m")
+    assert "does not reproduce the scores saved with it" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["iforest", "nf"])
+def test_a_joblib_pickle_in_a_model_folder_is_refused_unloaded(name, data, tmp_path, capsys):
+    import joblib
+
+    train, val, test_benign, _ = data
+    folder = tmp_path / name
+    baselines.make_detector(name, seed=0, **FAST[name]).fit(train, val).save(folder)
+    joblib.dump(Payload(), folder / "model.joblib")
+    RAN.clear()
+    msg = _load_error(folder)
+    assert "model.joblib: refused" in msg and "can run code" in msg and "retrain" in msg
+    write_parquet(tmp_path / "ds" / contract.FEATURES_FILE, pa.table(
+        {"flow_id": np.arange(len(test_benign), dtype=np.int64),
+         **{c: test_benign[:, j] for j, c in enumerate(contract.FLOW_FEATURES)}}))
+    rc = baselines.main(["score", "--model", str(folder), "--data", str(tmp_path / "ds"),
+                         "--out", str(tmp_path / "s.parquet")])
+    assert rc == 2 and "model.joblib: refused" in capsys.readouterr().err
+    assert RAN == [] and not (tmp_path / "s.parquet").exists()
+    # Retraining into the folder replaces the old pickle.
+    baselines.make_detector(name, seed=0, **FAST[name]).fit(train, val).save(folder)
+    assert not (folder / "model.joblib").exists()
+    baselines.Detector.load(folder)
+
+
+@pytest.mark.parametrize("name,state", [("iforest", "fit_data.npz"), ("kitnet", "state.npz")])
+def test_object_arrays_in_state_files_are_not_unpickled(name, state, data, tmp_path):
+    train, val, _, _ = data
+    folder = tmp_path / name
+    baselines.make_detector(name, seed=0, **FAST[name]).fit(train, val).save(folder)
+    np.savez(folder / state, z=np.array([Payload()], dtype=object),
+             check=np.array([Payload()], dtype=object))  # np.savez pickles object arrays
+    RAN.clear()
+    assert "Object arrays cannot be loaded when allow_pickle=False" in _load_error(folder)
+    assert RAN == []
+
+
+@pytest.mark.parametrize("damage,expected", [
+    (lambda f: (f / "fit_data.npz").unlink(), "fit_data.npz: not found"),
+    (lambda f: (f / "fit_data.npz").write_bytes(b"PK\x03\x04 truncated"), "cannot read"),
+    (lambda f: write_npz(f / "fit_data.npz", z=np.zeros((5, 3), np.float32),
+                         check=np.zeros(5)), "expected float32"),
+    (lambda f: write_npz(f / "fit_data.npz", z=np.full((5, 20), np.nan, np.float32),
+                         check=np.zeros(5)), "non-finite"),
+    (lambda f: (f / "detector.json").write_text("[1, 2]"), "not a detector description"),
+    (lambda f: (f / "detector.json").write_text('{"detector": "iforest"}'),
+     "not a detector description"),
+    (lambda f: (f / "detector.json").write_bytes(b"\xff\xfe{"), "not a detector description"),
+])
+def test_damaged_sklearn_folders_are_one_line_errors(damage, expected, data, tmp_path):
+    train, val, _, _ = data
+    folder = tmp_path / "m"
+    baselines.make_detector("iforest", seed=0, n_estimators=10).fit(train, val).save(folder)
+    damage(folder)
+    assert expected in _load_error(folder)
+
+
+def test_damaged_torch_state_and_params_are_one_line_errors(data, tmp_path):
+    train, val, _, _ = data
+    folder = tmp_path / "m"
+    baselines.make_detector("kitnet", seed=0, **FAST["kitnet"]).fit(train, val).save(folder)
+    good = json.loads((folder / "detector.json").read_text())
+    meta = json.loads((folder / "detector.json").read_text())
+    meta["params"]["groups"] = "not groups"
+    (folder / "detector.json").write_text(json.dumps(meta))
+    assert "cannot build kitnet from its params" in _load_error(folder)
+    (folder / "detector.json").write_text(json.dumps(good))
+    (folder / "state.npz").write_bytes((folder / "state.npz").read_bytes()[:100])
+    assert "state.npz: cannot read the model state" in _load_error(folder)
+    good["scaler"]["mean"] = [0.0] * 3
+    (folder / "detector.json").write_text(json.dumps(good))
+    assert "bad feature statistics" in _load_error(folder)

@@ -12,9 +12,13 @@ training history, versions) and one state file:
 
 * torch detectors (``nf``, ``kitnet``, ``flowcfm``): ``state.npz``, the ``state_dict`` as
   plain NumPy arrays (loaded with ``allow_pickle=False``: no code can ride along);
-* scikit-learn detectors (``iforest``, ``lof``, ``ocsvm``): ``model.joblib``. joblib is
-  pickle: load only model folders you made yourself. The scikit-learn version is recorded
-  and a mismatch on load is logged as a warning.
+* scikit-learn detectors (``iforest``, ``lof``, ``ocsvm``): ``fit_data.npz``, the matrix
+  they were fitted on, from which loading refits them (:mod:`janus.baselines.classic`).
+
+Nothing is ever unpickled: a folder holding a ``model.joblib`` (what earlier JANUS versions
+saved, and a pickle that could run code on load) is refused with a request to retrain.
+``detector.json`` is written last (and removed first when a folder is overwritten), so a
+killed ``janus baseline train`` leaves a folder that does not load.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import logging
 import math
 import time
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "detector.json"
 STATE_FILE = "state.npz"
+#: A pickled scikit-learn model (earlier JANUS versions): refused, never loaded.
 SKLEARN_FILE = "model.joblib"
 
 
@@ -142,6 +148,10 @@ class Detector(ABC):
         """Write ``folder/detector.json`` and the state file (see the module docstring)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        # A kill before the new description is written must not leave the old one beside
+        # the new state; a stale pickle from an earlier JANUS would refuse the folder.
+        (folder / MODEL_FILE).unlink(missing_ok=True)
+        (folder / SKLEARN_FILE).unlink(missing_ok=True)
         self._save_state(folder)
         import sklearn
         import torch
@@ -158,19 +168,36 @@ class Detector(ABC):
         """Rebuild a saved detector from ``folder``."""
         from . import DETECTORS
 
-        path = Path(folder) / MODEL_FILE
+        folder = Path(folder)
+        pickled = folder / SKLEARN_FILE
+        if pickled.exists():
+            raise JanusError(f"{pickled}: refused: a pickled scikit-learn model (joblib) can "
+                             "run code when loaded and JANUS never loads one; retrain the "
+                             "detector with 'janus baseline train' (models are now saved "
+                             "without pickle)")
+        path = folder / MODEL_FILE
         if not path.is_file():
             raise JanusError(f"{path}: not found; is {folder} a model folder from "
                              "'janus baseline train'?")
         try:
-            meta = json.loads(path.read_text())
+            meta = json.loads(path.read_text(encoding="utf-8"))
             cls = DETECTORS[meta["detector"]]
-        except (json.JSONDecodeError, KeyError) as exc:
+            seed, params, scaler = int(meta["seed"]), dict(meta["params"]), meta["scaler"]
+            history = dict(meta.get("history", {}))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
+                ValueError) as exc:
             raise JanusError(f"{path}: not a detector description ({exc!r})") from exc
-        det = cls(seed=meta["seed"], **meta["params"])
-        det.scaler = FeatureScaler.from_dict(meta["scaler"])
-        det.history = meta.get("history", {})
-        det._load_state(Path(folder), meta)
+        det = cls(seed=seed, **params)
+        try:
+            det.scaler = FeatureScaler.from_dict(scaler)
+            if det.scaler.mean.shape != (N_FLOW_FEATURES,) or det.scaler.std.shape != \
+                    (N_FLOW_FEATURES,) or det.scaler.scale.shape != (N_FLOW_FEATURES,):
+                raise ValueError("scaler arrays are not of length 20")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise JanusError(f"{path}: bad feature statistics 'scaler' ({exc!r}); retrain") \
+                from exc
+        det.history = history
+        det._load_state(folder, meta)
         return det
 
     # ---- subclass hooks
@@ -208,15 +235,24 @@ class TorchDetector(Detector):
         try:
             with np.load(path, allow_pickle=False) as z:
                 state = {k: torch.from_numpy(z[k].copy()) for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise JanusError(f"{path}: cannot read the model state ({exc})") from exc
-        self.module = self.build()
+        except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as exc:
+            raise JanusError(f"{path}: cannot read the model state ({_one_line(exc)})") from exc
+        try:
+            self.module = self.build()
+        except (TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise JanusError(f"{folder / MODEL_FILE}: cannot build {self.name} from its "
+                             f"params ({_one_line(exc)}); retrain") from exc
         try:
             self.module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise JanusError(f"{path}: state does not fit the {self.name} architecture in "
-                             f"{MODEL_FILE} ({exc})") from exc
+                             f"{MODEL_FILE} ({_one_line(exc)})") from exc
         self.module.eval()
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text[:limit] + "..." if len(text) > limit else text or type(exc).__name__
 
 
 def batched_eval(fn: Callable[[Any], Any], z: np.ndarray, batch_size: int = 4096) -> np.ndarray:
