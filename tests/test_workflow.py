@@ -155,6 +155,64 @@ def test_distinct_sigmas_train_twice(wf):
     assert "seed42_sigma0.6/model.pt" in out.stdout
 
 
+def _resolved_args(wf: Path, monkeypatch, *argv: str):
+    """Snakemake's own resolution of the command line plus its profiles, run in ``wf``."""
+    from snakemake.cli import parse_args
+
+    monkeypatch.chdir(wf)
+    return parse_args(list(argv))[1]
+
+
+def test_slurm_profile_settings_survive_the_workflow_profile(wf, monkeypatch):
+    """profiles/default is loaded beside --profile profiles/slurm and wins key by key: it
+    must not bring the workstation's latency, cores or a global GPU cap to the cluster."""
+    args = _resolved_args(wf, monkeypatch, "--profile", "profiles/slurm", "-n", "--configfile",
+                          "config/paper.yaml", "--replace-workflow-config")
+    slurm = yaml.safe_load((wf / "profiles" / "slurm" / "config.yaml").read_text())
+    assert args.executor == "slurm" and args.jobs == slurm["jobs"] == 64
+    assert args.latency_wait == slurm["latency-wait"] == 60
+    assert args.cores is None  # a cores cap would limit every cluster job's threads
+    assert "gpu" not in (args.resources or {})  # no global GPU cap: GPU jobs run side by side
+    assert set(args.set_resources) == {"train", "score"}
+    assert args.rerun_incomplete and args.keep_going  # the workflow profile's own settings
+
+
+def test_workstation_run_keeps_the_workflow_profile(wf, monkeypatch):
+    args = _resolved_args(wf, monkeypatch, "--cores", "all", "-n")
+    assert args.rerun_incomplete and args.keep_going and args.printshellcmds
+    assert "gpu" not in (args.resources or {})
+
+
+def _train_gpu_claims(stdout: str) -> set[str]:
+    """The gpu=N of every train job of a dry run's printout."""
+    claims, in_train = set(), False
+    for line in stdout.splitlines():
+        if line.startswith("rule "):
+            in_train = line.startswith("rule train:")
+        elif in_train and line.strip().startswith("resources:"):
+            claims |= {part.strip() for part in line.split(",") if part.strip().startswith("gpu=")}
+    return claims
+
+
+@pytest.mark.parametrize("gpus, expected", [(0, {"gpu=0"}), (1, {"gpu=1"})])
+def test_gpu_claim_auto_follows_the_machine(wf, tmp_path, gpus, expected):
+    """resources.gpu: auto claims a GPU only where nvidia-smi lists one: on a CPU-only machine
+    train jobs claim none and run side by side."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    smi = fake / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n" + "".join(f'echo "GPU {i}: Test GPU (UUID: GPU-{i})"\n'
+                                            for i in range(gpus)))
+    smi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    out = subprocess.run([SNAKEMAKE, "-n", "--cores", "2"], cwd=wf, env=env, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert yaml.safe_load((wf / "config" / "config.yaml").read_text())["resources"]["gpu"] == "auto"
+    assert _train_gpu_claims(out.stdout) == expected
+
+
 def test_dry_run_paper_config_with_slurm_profile(wf):
     pytest.importorskip("snakemake_executor_plugin_slurm")
     out = _snakemake(wf, "--profile", "profiles/slurm", "-n", "--configfile",

@@ -2,6 +2,7 @@
 # The janus package itself never sees `config`; everything reaches it on the command line.
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -364,6 +365,43 @@ def evaluate_args(wildcards):
 
 def res(step, key):
     return config["resources"][step][key]
+
+
+_GPU_COUNT = []
+
+
+def _local_gpu_count():
+    """GPUs this machine shows (nvidia-smi -L), 0 without a driver or with none visible;
+    asked once per run."""
+    import shutil
+    import subprocess
+
+    if not _GPU_COUNT:
+        count = 0
+        smi = shutil.which("nvidia-smi")
+        if smi is not None and os.environ.get("CUDA_VISIBLE_DEVICES") != "":
+            try:
+                listed = subprocess.run(
+                    [smi, "-L"], capture_output=True, text=True, timeout=20
+                ).stdout
+                count = sum(line.startswith("GPU ") for line in listed.splitlines())
+            except (OSError, subprocess.SubprocessError):
+                count = 0
+        _GPU_COUNT.append(count)
+    return _GPU_COUNT[0]
+
+
+def gpu_claim(wildcards):
+    """GPUs a train or score job claims. `auto`: one under a cluster executor (the job's
+    node is asked for it) or on a machine with a GPU, none on a CPU-only machine, so CPU
+    jobs never queue behind a GPU claim. Evaluated per job, when the executor is known (a
+    dry run counts as local)."""
+    value = config["resources"]["gpu"]
+    if value != "auto":
+        return int(value)
+    if not workflow.local_exec:
+        return 1
+    return 1 if _local_gpu_count() > 0 else 0
 
 
 # --------------------------------------------------------------------------- targets

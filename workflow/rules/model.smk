@@ -29,7 +29,7 @@ rule train:
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
-        gpu=config["resources"]["gpu"],
+        gpu=gpu_claim,
     params:
         data=data_dir,
         out=out_dir,
@@ -62,7 +62,7 @@ rule score:
     resources:
         mem_mb=res("score", "mem_mb"),
         runtime=res("score", "runtime"),
-        gpu=config["resources"]["gpu"],
+        gpu=gpu_claim,
     params:
         checkpoints=janus_checkpoints,
         data=target_dirs,
