@@ -9,13 +9,24 @@ Tokens. A flow of ``n`` packets is the sequence ``[FLOW, P1, ..., Pn]`` (``n <= 
   syn, fin, rst, psh, ack) as one-hot over {0, 1, MASK} (corrupted along the discrete path),
   and a learned position embedding of ``i``.
 
-Attention. With ``causal=True`` (the default) the mask is the ordinary lower-triangular one
-over that sequence: packet ``Pi`` sees the FLOW token and ``P1..Pi``; the FLOW token sees
-only itself. The FLOW token therefore never reads the packets (its velocity is a model of the
-flow features alone), and every output at position ``i`` is a function of positions
-``0..i`` only, so padding after a flow's last packet cannot reach any valid output and a
-batch may be padded to any length. ``causal=False`` is the full-attention ablation: every
-token sees every valid token of its flow and padding keys are masked out.
+Attention (the default, ``causal=True, packets_see_flow=False``). The FLOW token attends only
+to itself; packet ``Pi`` attends to ``P1..Pi`` and NOT to the FLOW token. So
+
+* ``v_flow`` (the FLOW token's 20-d velocity) is a function of the (noised) flow features and
+  the times only;
+* ``v_packet[i]`` and ``flag_logits[i]`` are functions of the tokens of ``P1..Pi`` and the
+  times only: packet-causal in information terms, not just in the attention pattern. The 20
+  flow features are summaries of the whole flow (``n_packets``, ``duration``, sizes, rates)
+  and ten of them are derived from the flags or the direction (``syn/fin/rst/psh_count``,
+  ``fwd_ratio``, ``fwd_size_*``, ``bwd_size_*``), so a packet that read the FLOW token would
+  see later packets and the flag counts the flag head is asked to predict.
+
+Padding after a flow's last packet cannot reach any valid output, so a batch may be padded
+to any length. Two ablations: ``packets_see_flow=True`` lets every packet attend to the FLOW
+token as well (the layout of checkpoints written before this option existed; ``Pi`` then
+reads whole-flow summaries and flag counts), and ``causal=False`` is full attention: every
+token sees every valid packet (and the FLOW token when ``packets_see_flow``), padding keys
+masked out.
 
 Conditioning. Two times enter, ``t_c`` (continuous path) and ``t_d`` (discrete path),
 each through a sinusoidal embedding; an MLP maps both to one conditioning vector that drives
@@ -24,7 +35,9 @@ draws them independently, so the model also knows the corner ``(t_c, t_d) = (1, 
 (clean continuous values, all flags hidden) that :mod:`janus.score` evaluates.
 
 Heads. ``flow_head`` gives the FLOW token's 20-d velocity, ``packet_head`` each packet's 3-d
-velocity, ``flag_head`` each packet's 6 Bernoulli logits for the clean flags.
+velocity, ``flag_head`` each packet's 6 Bernoulli logits for the clean flags. With every
+flag MASK (scoring), ``flag_logits[i]`` is a prediction of packet ``i``'s direction and flags
+from the size, iat and win of ``P1..Pi`` and the position ``i`` alone.
 """
 
 from __future__ import annotations
@@ -59,6 +72,9 @@ class ModelConfig:
     ot: str = "exact"  # minibatch coupling of x0 to x1: exact, sinkhorn or none (OT_METHODS)
     ot_reg: float = 0.05  # Sinkhorn's entropic regularisation, relative to the cost spread
     causal: bool = True  # packet-causal attention; False = full attention ablation
+    # Packets also attend to the FLOW token (whole-flow summaries and flag counts): ablation,
+    # and the layout of checkpoints that predate this key (see from_dict).
+    packets_see_flow: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.ot, bool):  # checkpoints before OT_METHODS: True meant Sinkhorn
@@ -80,6 +96,10 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
+        d = dict(d)
+        # Checkpoints written before packets_see_flow existed were trained with packets
+        # attending to the FLOW token; rebuild them that way.
+        d.setdefault("packets_see_flow", True)
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"checkpoint config has unknown keys {sorted(unknown)}; "
@@ -120,14 +140,23 @@ class Block(nn.Module):
         nn.init.zeros_(self.ada.weight)
         nn.init.zeros_(self.ada.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        """``x`` ``(B, L, d)``; ``c`` ``(B, d)`` (already SiLU-activated); ``attn_mask`` ``None``
-        for causal attention, else bool ``(B, 1, L, L)`` (True = may attend)."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor, attn_mask: torch.Tensor | str) -> torch.Tensor:
+        """``x`` ``(B, L, d)``; ``c`` ``(B, d)`` (already SiLU-activated); ``attn_mask`` a bool
+        ``(B, 1, L, L)`` (True = may attend), ``"causal"`` (lower-triangular over all of ``x``)
+        or ``"flow_apart"`` (token 0 attends to itself, tokens ``1..`` causally among
+        themselves: the default layout, computed without a mask tensor)."""
         b, n, d = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c)[:, None, :].chunk(6, dim=-1)
         h = _modulate(self.norm1(x), shift1, scale1)
         q, k, v = self.qkv(h).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=attn_mask is None)
+        if isinstance(attn_mask, torch.Tensor):
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        elif attn_mask == "flow_apart":
+            # Softmax over a single key is 1: the FLOW token's attention output is its value.
+            a = torch.cat([v[:, :, :1], F.scaled_dot_product_attention(
+                q[:, :, 1:], k[:, :, 1:], v[:, :, 1:], is_causal=True)], dim=2)  # (B, h, L, d/h)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = torch.addcmul(x, gate1, self.proj(a.transpose(1, 2).reshape(b, n, d)))  # (B, L, d)
         return torch.addcmul(x, gate2, self.mlp(_modulate(self.norm2(x), shift2, scale2)))
 
@@ -180,18 +209,31 @@ class JanusNet(nn.Module):
         temb = torch.cat([timestep_embedding(t_c, self.cfg.d_model),
                           timestep_embedding(t_d, self.cfg.d_model)], dim=-1)
         c = F.silu(self.time_mlp(temb.to(x.dtype)))  # (B, d)
-        attn_mask = None if self.cfg.causal else self.full_attention_mask(lengths, n_pkt)
+        attn_mask = self.attention(lengths, n_pkt)
         for block in self.blocks:
             x = block(x, c, attn_mask)
         shift, scale = self.ada_out(c)[:, None, :].chunk(2, dim=-1)
         h = _modulate(self.norm_out(x), shift, scale)  # (B, L+1, d)
         return self.flow_head(h[:, 0]), self.packet_head(h[:, 1:]), self.flag_head(h[:, 1:])
 
+    def attention(self, lengths: torch.Tensor, n_pkt: int) -> torch.Tensor | str:
+        """What each token may attend to (see the module docstring), as :class:`Block` takes it."""
+        if self.cfg.causal:
+            return "causal" if self.cfg.packets_see_flow else "flow_apart"
+        return self.full_attention_mask(lengths, n_pkt, self.cfg.packets_see_flow)
+
     @staticmethod
-    def full_attention_mask(lengths: torch.Tensor, n_pkt: int) -> torch.Tensor:
-        """Bool ``(B, 1, L+1, L+1)``: every query may attend to the FLOW token and valid packets."""
-        key_valid = torch.arange(n_pkt + 1, device=lengths.device)[None, :] <= lengths[:, None]
-        return key_valid[:, None, None, :].expand(-1, 1, n_pkt + 1, -1)
+    def full_attention_mask(lengths: torch.Tensor, n_pkt: int, packets_see_flow: bool = True
+                            ) -> torch.Tensor:
+        """Bool ``(B, 1, L+1, L+1)``: every query may attend to the valid packets; the FLOW
+        token (key 0) is visible to itself, and to the packets only when ``packets_see_flow``."""
+        pos = torch.arange(n_pkt + 1, device=lengths.device)
+        key_valid = pos[None, :] <= lengths[:, None]  # (B, L+1)
+        mask = key_valid[:, None, None, :].expand(-1, 1, n_pkt + 1, -1)  # (B, 1, L+1, L+1)
+        if packets_see_flow:
+            return mask
+        flow_key_ok = (pos[:, None] == 0) | (pos[None, :] > 0)  # (L+1, L+1): query, key
+        return mask & flow_key_ok
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ from .checkpoint import load_checkpoint, model_from_checkpoint
 from .cli import run_main
 from .contract import AGGREGATE_COLUMNS_KEY, N_FLOW_FEATURES, SCORE_COLUMNS
 from .data import Batch, Dataset, FeatureStats, length_batches, load_dataset
-from .errors import JanusError
+from .errors import ConfigError, JanusError
 from .flowmatch import MASK
 from .io import write_parquet
 from .model import JanusNet
@@ -59,21 +60,91 @@ log = logging.getLogger(__name__)
 CHUNK_FLOWS = 131_072
 #: Most tokens (padded) per forward pass: batches of long flows hold fewer flows.
 MAX_TOKENS = 16_384
+#: Parquet schema-metadata key of a scores file: the :class:`ScoreOptions` that made it (JSON).
+SCORE_OPTIONS_KEY = "janus.score_options"
+
+
+MODES = ("onepass", "ode")
+SOLVERS = ("euler", "midpoint")
+ODE_FLAGS = ("hidden", "visible")
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How the terminal point is computed (see the module docstring)."""
+
+    mode: str = "ode"  # "onepass" (one Euler step) or "ode" (integrate t = 1 -> 0)
+    steps: int = 8  # ode: fixed steps from t = 1 to t = 0
+    solver: str = "midpoint"  # ode: "euler" (steps evaluations) or "midpoint" (2 x steps)
+    ode_flags: str = "hidden"  # ode: flags seen by the field, "hidden" (MASK) or "visible"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("mode", MODES), ("solver", SOLVERS), ("ode_flags", ODE_FLAGS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"score option {name} must be one of {list(allowed)}, "
+                                  f"got {getattr(self, name)!r}")
+        if self.steps < 1:
+            raise ConfigError(f"score option steps must be >= 1, got {self.steps}")
+
+    @property
+    def evaluations(self) -> int:
+        """Forward passes per batch."""
+        if self.mode == "onepass":
+            return 1
+        per_step = 2 if self.solver == "midpoint" else 1
+        return per_step * self.steps + (self.ode_flags == "visible")
 
 
 @torch.no_grad()
-def score_batch(model: JanusNet, batch: Batch) -> torch.Tensor:
-    """The 10 scores (float32 ``(B, 10)``, :data:`SCORE_COLUMNS` order) of one batch."""
+def terminal_point(
+    model: JanusNet, batch: Batch, opts: ScoreOptions = ScoreOptions()
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The source point the learned field transports the batch's flows from, and the flag logits.
+
+    Returns ``(x0_flow (B, 20), x0_packet (B, L, 3), flag_logits (B, L, 6))``, float32;
+    ``x0_packet`` is 0 on padding. The logits always come from the evaluation at
+    ``(t_c, t_d) = (1, 0)`` on the observed continuous values with every flag MASK, whatever
+    the mode: the observed flags never reach them.
+    """
     b = batch.flow.shape[0]
     ones = torch.ones(b, device=batch.flow.device)
+    maskf = batch.mask[..., None].to(batch.cont.dtype)  # (B, L, 1)
     hidden = torch.full_like(batch.disc, MASK)
     vf, vp, logits = model(batch.flow, batch.cont, hidden, batch.lengths, ones, 1.0 - ones)
+    vf, vp = vf.float(), vp.float() * maskf
+    if opts.mode == "onepass":
+        return batch.flow - vf, batch.cont - vp, logits.float()
+    disc_in, t_d = (hidden, 0.0) if opts.ode_flags == "hidden" else (batch.disc, 1.0)
+
+    def field(xf: torch.Tensor, xp: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+        # Padding enters as 0, as in training; its velocity is dropped.
+        wf, wp, _ = model(xf, xp * maskf, disc_in, batch.lengths, t * ones, t_d * ones)
+        return wf.float(), wp.float() * maskf
+
+    h = 1.0 / opts.steps
+    xf, xp = batch.flow, batch.cont
+    for k in range(opts.steps):
+        t = 1.0 - k * h
+        if k == 0 and opts.ode_flags == "hidden":
+            wf, wp = vf, vp  # the (1, 0) evaluation above is this step's first one
+        else:
+            wf, wp = field(xf, xp, t)
+        if opts.solver == "midpoint":
+            wf, wp = field(xf - 0.5 * h * wf, xp - 0.5 * h * wp, t - 0.5 * h)
+        xf, xp = xf - h * wf, xp - h * wp
+    return xf, xp, logits.float()
+
+
+@torch.no_grad()
+def score_batch(model: JanusNet, batch: Batch, opts: ScoreOptions = ScoreOptions()) -> torch.Tensor:
+    """The 10 scores (float32 ``(B, 10)``, :data:`SCORE_COLUMNS` order) of one batch."""
+    x0f, x0p, logits = terminal_point(model, batch, opts)
     m = batch.mask.float()  # (B, L)
     n = m.sum(1)  # (B,)
-    sq_flow = ((batch.flow - vf.float()) ** 2).sum(1)  # (B,)
-    sq_pkt = (((batch.cont - vp.float()) ** 2).sum(2) * m).sum(1)  # (B,)
+    sq_flow = (x0f ** 2).sum(1)  # (B,)
+    sq_pkt = ((x0p ** 2).sum(2) * m).sum(1)  # (B,)
     n_cont = batch.cont.shape[2]
-    nll = F.binary_cross_entropy_with_logits(logits.float(), batch.disc.float(), reduction="none")
+    nll = F.binary_cross_entropy_with_logits(logits, batch.disc.float(), reduction="none")
     nll_c = (nll * m[..., None]).sum(1) / n[:, None]  # (B, 6)
     return torch.cat([
         ((sq_flow + sq_pkt) / (N_FLOW_FEATURES + n_cont * n))[:, None],
@@ -92,6 +163,7 @@ def score_flows(
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
     disable_progress: bool | None = None,
+    opts: ScoreOptions = ScoreOptions(),
 ) -> np.ndarray:
     """Scores of ``flow_ids`` of ``ds``: float64 ``(len(flow_ids), 10)``, rows in ``flow_ids`` order."""
     device = torch.device(device)
@@ -102,7 +174,7 @@ def score_flows(
         for start in range(0, len(flow_ids), CHUNK_FLOWS):
             prep = stats.prepare(ds, flow_ids[start:start + CHUNK_FLOWS], model.cfg.max_packets)
             for idx in length_batches(prep.lengths, batch_size, max_tokens=MAX_TOKENS):
-                out[start + idx] = score_batch(model, prep.batch(idx).to(device)).cpu().numpy()
+                out[start + idx] = score_batch(model, prep.batch(idx).to(device), opts).cpu().numpy()
                 bar.update(len(idx))
     return out
 
@@ -123,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=Path, default=None, nargs="+",
                    help="score only the val and test flows of this SPLITS.npz, one per --data "
                    "(default: every flow)")
+    d = ScoreOptions()
+    p.add_argument("--mode", choices=MODES, default=d.mode,
+                   help="terminal point: 'ode' integrates the learned field from t=1 to t=0, "
+                   f"'onepass' takes one Euler step x1 - v(x1, 1) (default {d.mode})")
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help=f"ode: fixed solver steps from t=1 to t=0 (default {d.steps})")
+    p.add_argument("--solver", choices=SOLVERS, default=d.solver,
+                   help=f"ode: fixed-step solver; midpoint costs 2 evaluations a step (default {d.solver})")
+    p.add_argument("--ode-flags", choices=ODE_FLAGS, default=d.ode_flags,
+                   help="ode: the flags the velocity field sees along the path, every one MASK "
+                   f"(hidden) or the observed ones (visible) (default {d.ode_flags})")
     p.add_argument("--batch-size", type=int, default=1024, help="flows per forward pass (default 1024)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto = CUDA when available, else CPU (default auto)")
@@ -133,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 def score_dataset(
     model: JanusNet, stats: FeatureStats, data: Path, out: Path, splits: Path | None = None,
     batch_size: int = 1024, device: torch.device | str = "cpu",
+    opts: ScoreOptions = ScoreOptions(),
 ) -> int:
     """Score the flows of dataset folder ``data`` (only val + test of ``splits`` when given)
     and write ``out`` (flow_id + the 10 :data:`SCORE_COLUMNS`); returns the flow count."""
@@ -147,7 +231,7 @@ def score_dataset(
                              f"{data}; the splits belong to another dataset")
     else:
         flow_ids = np.arange(ds.n_flows, dtype=np.int64)
-    scores = score_flows(model, stats, ds, flow_ids, batch_size, device)
+    scores = score_flows(model, stats, ds, flow_ids, batch_size, device, opts=opts)
     columns = {"flow_id": pa.array(flow_ids, pa.int64())}
     columns.update({name: pa.array(scores[:, k]) for k, name in enumerate(SCORE_COLUMNS)})
     # A model trained without the discrete loss (lambda_disc = 0, the continuous-only
@@ -155,9 +239,10 @@ def score_dataset(
     # tells the aggregator to use the continuous-side columns only.
     informative = SCORE_COLUMNS if model.cfg.lambda_disc > 0 else SCORE_COLUMNS[:3]
     table = pa.table(columns).replace_schema_metadata(
-        {AGGREGATE_COLUMNS_KEY: json.dumps(list(informative))})
+        {AGGREGATE_COLUMNS_KEY: json.dumps(list(informative)),
+         SCORE_OPTIONS_KEY: json.dumps(asdict(opts))})
     write_parquet(out, table)
-    log.info("scored %d flows of %s -> %s", len(flow_ids), data, out)
+    log.info("scored %d flows of %s (%s) -> %s", len(flow_ids), data, asdict(opts), out)
     return len(flow_ids)
 
 
@@ -184,13 +269,15 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    opts = ScoreOptions(mode=args.mode, steps=args.steps, solver=args.solver,
+                        ode_flags=args.ode_flags)
     models: dict[Path, tuple[JanusNet, FeatureStats]] = {}
     for ckpt, data, out, part in zip(checkpoints, args.data, args.out, splits):
         if ckpt not in models:
             ckpt_dict = load_checkpoint(ckpt, require_finished=True)
             model, _, stats = model_from_checkpoint(ckpt_dict)
             models[ckpt] = (model, stats)
-        score_dataset(*models[ckpt], data, out, part, args.batch_size, device)
+        score_dataset(*models[ckpt], data, out, part, args.batch_size, device, opts)
     return 0
 
 

@@ -17,6 +17,7 @@ from janus.checkpoint import load_checkpoint, model_from_checkpoint
 from janus.contract import SCORE_COLUMNS
 from janus.data import FeatureStats, length_batches, load_dataset
 from janus.errors import JanusError
+from janus.flowmatch import MASK
 from janus.model import JanusNet, ModelConfig
 from janus.train import TrainOptions, fit
 
@@ -191,3 +192,185 @@ def test_misaligned_lists_are_errors(extra: list[str], message: str, tmp_path: P
     args = score.build_parser().parse_args(["--checkpoint", "m.pt", "--data", "d1", "d2", *extra])
     with pytest.raises(JanusError, match=message):
         score.run(args)
+
+
+# --------------------------------------------------------------------------- ODE terminal
+class _KnownField(torch.nn.Module):
+    """Stand-in network: velocity ``field(x, t)`` for the FLOW token and the packets, zero flag
+    logits; it records each call's times and flags."""
+
+    def __init__(self, field) -> None:
+        super().__init__()
+        self.field = field
+        self.cfg = TINY
+        self.calls: list[tuple[float, float, torch.Tensor]] = []
+
+    def forward(self, flow, cont, disc, lengths, t_c, t_d):
+        self.calls.append((float(t_c[0]), float(t_d[0]), disc.clone()))
+        tf, tp = t_c[:, None], t_c[:, None, None]
+        return self.field(flow, tf), self.field(cont, tp), torch.zeros(disc.shape)
+
+
+def _some_batch(tmp_path: Path, n: int = 40):
+    """A batch of flows of many lengths (sparse ids), padded to T."""
+    ds = load_dataset(mixed_dataset(tmp_path, 30, 20, T, seed=4))
+    stats = FeatureStats.fit(ds, np.arange(30), T)
+    ids = np.sort(np.random.default_rng(0).choice(50, n, replace=False))
+    prep = stats.prepare(ds, ids, T)
+    assert len(set(prep.lengths.tolist())) > 3
+    return prep.batch(np.arange(n), pad_to=T)
+
+
+@pytest.mark.parametrize("solver, steps", [("euler", 1), ("euler", 5), ("midpoint", 1), ("midpoint", 4)])
+def test_ode_terminal_of_a_linear_field_is_the_solver_closed_form(solver: str, steps: int,
+                                                                 tmp_path: Path) -> None:
+    a, h = 0.8, 1.0 / steps
+    batch = _some_batch(tmp_path)
+    model = _KnownField(lambda x, t: a * x)
+    opts = score.ScoreOptions(mode="ode", solver=solver, steps=steps)
+    x0f, x0p, _ = score.terminal_point(model, batch, opts)
+    factor = (1 - a * h) ** steps if solver == "euler" else (1 - a * h + (a * h) ** 2 / 2) ** steps
+    torch.testing.assert_close(x0f, factor * batch.flow, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x0p, factor * batch.cont * batch.mask[..., None], rtol=1e-5, atol=1e-6)
+    assert len(model.calls) == opts.evaluations == (steps if solver == "euler" else 2 * steps)
+
+
+def test_ode_terminal_converges_to_the_exact_flow(tmp_path: Path) -> None:
+    batch = _some_batch(tmp_path)
+    x0f, _, _ = score.terminal_point(_KnownField(lambda x, t: 0.8 * x), batch,
+                                     score.ScoreOptions(mode="ode", solver="midpoint", steps=64))
+    torch.testing.assert_close(x0f, math.exp(-0.8) * batch.flow, rtol=1e-4, atol=1e-5)  # O(h^2)
+
+
+@pytest.mark.parametrize("steps", [1, 3, 8])
+def test_ode_evaluates_the_field_at_the_right_times(steps: int, tmp_path: Path) -> None:
+    # v(x, t) = c t: x0 = x1 - c/2 exactly. Midpoint is exact for a field linear in t;
+    # Euler from t = 1 samples t = 1, 1-h, ..., h and lands at x1 - c (1 + h) / 2.
+    batch, c, h = _some_batch(tmp_path), 0.6, 1.0 / steps
+    for solver, shift in (("midpoint", c / 2), ("euler", c * (1 + h) / 2)):
+        model = _KnownField(lambda x, t: c * t * torch.ones_like(x))
+        x0f, x0p, _ = score.terminal_point(model, batch, score.ScoreOptions("ode", steps, solver))
+        torch.testing.assert_close(x0f, batch.flow - shift, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(x0p, (batch.cont - shift) * batch.mask[..., None], rtol=1e-5, atol=1e-5)
+        times = [t for t, _, _ in model.calls]
+        want = [1 - k * h for k in range(steps)]
+        if solver == "midpoint":
+            want = [t for k in want for t in (k, k - h / 2)]
+        np.testing.assert_allclose(times, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver, steps", [("euler", 1), ("euler", 7), ("midpoint", 3)])
+def test_onepass_and_ode_agree_for_a_constant_field(solver: str, steps: int, tmp_path: Path) -> None:
+    batch = _some_batch(tmp_path)
+    const = _KnownField(lambda x, t: torch.full_like(x, -1.3))
+    one = score.score_batch(const, batch, score.ScoreOptions(mode="onepass"))
+    ode = score.score_batch(const, batch, score.ScoreOptions("ode", steps, solver))
+    torch.testing.assert_close(ode, one, rtol=1e-5, atol=1e-6)
+    m = batch.mask.float()
+    n = m.sum(1)
+    want = ((((batch.cont + 1.3) ** 2).sum(2) * m).sum(1) / (3 * n))
+    torch.testing.assert_close(one[:, 2], want, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- flags hidden
+def _random_net() -> JanusNet:
+    torch.manual_seed(0)
+    net = JanusNet(TINY)
+    with torch.no_grad():  # non-zero heads, so the observed flags could reach every output
+        for p in net.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.3)
+    return net.eval()
+
+
+@pytest.mark.parametrize("opts", [score.ScoreOptions(mode="onepass"),
+                                  score.ScoreOptions("ode", 3, "euler", "hidden"),
+                                  score.ScoreOptions("ode", 2, "midpoint", "visible")],
+                         ids=["onepass", "ode-hidden", "ode-visible"])
+def test_scoring_hides_every_flag_from_the_flag_head(opts: score.ScoreOptions, tmp_path: Path) -> None:
+    """The disc_nll_* columns are the NLL of the observed flags under the logits the network
+    gives with every flag MASK at (t_c, t_d) = (1, 0): flipping the observed flags changes the
+    NLL exactly as that formula says, never the logits."""
+    import dataclasses
+
+    net, batch = _random_net(), _some_batch(tmp_path)
+    ones = torch.ones(len(batch.lengths))
+    with torch.no_grad():
+        _, _, logits = net(batch.flow, batch.cont, torch.full_like(batch.disc, MASK), batch.lengths,
+                           ones, 0 * ones)
+    m = batch.mask.float()[..., None]
+    got = []
+    for flags in (batch.disc, (1 - batch.disc) * batch.mask[..., None]):
+        s = score.score_batch(net, dataclasses.replace(batch, disc=flags), opts)
+        nll = torch.nn.functional.binary_cross_entropy_with_logits(logits, flags.float(), reduction="none")
+        want = (nll * m).sum(1) / m.sum(1)  # (B, 6)
+        torch.testing.assert_close(s[:, 4:], want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(s[:, 3], want.sum(1), rtol=1e-5, atol=1e-5)
+        got.append(s)
+    assert (got[0][:, 3] - got[1][:, 3]).abs().min() > 1e-3  # the NLL does move
+    same_continuous = torch.equal(got[0][:, :3], got[1][:, :3])
+    assert same_continuous == (opts.mode == "onepass" or opts.ode_flags == "hidden")
+
+
+def test_discrete_loss_is_taken_on_masked_valid_flags_only() -> None:
+    """A network whose flag logits are perfect wherever the flag is visible, 1/2 where it is
+    MASK and confidently wrong on padding has a discrete loss of exactly log 2."""
+    from janus.data import Prepared
+    from janus.train import joint_loss
+
+    rng = np.random.default_rng(3)
+    n, L = 64, T
+    lengths = rng.integers(1, L + 1, n)
+    valid = np.arange(L)[None, :] < lengths[:, None]
+    prep = Prepared(flow_id=np.arange(0, 3 * n, 3), flow=rng.normal(size=(n, 20)).astype(np.float32),
+                    cont=(rng.normal(size=(n, L, 3)) * valid[..., None]).astype(np.float32),
+                    disc=(rng.integers(0, 2, (n, L, 6)) * valid[..., None]).astype(np.int8),
+                    lengths=lengths)
+    batch = prep.batch(np.arange(n), pad_to=L)
+
+    class Cheat(torch.nn.Module):
+        def forward(self, flow, cont, disc, lengths, t_c, t_d):
+            clean = (2.0 * batch.disc - 1.0) * 30.0  # (B, L, 6): certain and right
+            logits = torch.where(disc == MASK, torch.zeros_like(clean), clean)
+            logits = torch.where(batch.mask[..., None], logits, -clean)  # padding: certain, wrong
+            return torch.zeros_like(flow), torch.zeros_like(cont), logits
+
+    _, _, disc = joint_loss(Cheat(), batch, TINY, torch.Generator().manual_seed(0))
+    assert abs(disc.item() - math.log(2)) < 1e-6, disc.item()
+
+
+def test_ode_scores_are_deterministic_and_padding_free(trained: tuple[Path, Path]) -> None:
+    ds_dir, ckpt = trained
+    model, _, stats = model_from_checkpoint(load_checkpoint(ckpt))
+    ds = load_dataset(ds_dir)
+    opts = score.ScoreOptions("ode", 4, "midpoint", "visible")
+    a = score.score_flows(model, stats, ds, np.arange(0, 320, 3), batch_size=7, disable_progress=True,
+                          opts=opts)
+    b = score.score_flows(model, stats, ds, np.arange(0, 320, 3), batch_size=7, disable_progress=True,
+                          opts=opts)
+    np.testing.assert_array_equal(a, b)
+    prep = stats.prepare(ds, np.arange(64), T)
+    for idx in length_batches(prep.lengths, 16):
+        torch.testing.assert_close(score.score_batch(model, prep.batch(idx), opts),
+                                   score.score_batch(model, prep.batch(idx, pad_to=T), opts),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_cli_records_the_score_options(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    import json
+
+    ds_dir, ckpt = trained
+    out = tmp_path / "s.parquet"
+    assert score.main(["--checkpoint", str(ckpt), "--data", str(ds_dir), "--out", str(out),
+                       "--mode", "ode", "--steps", "3", "--solver", "euler", "--ode-flags",
+                       "visible"]) == 0
+    meta = json.loads(pq.read_table(out).schema.metadata[score.SCORE_OPTIONS_KEY.encode()])
+    assert meta == {"mode": "ode", "steps": 3, "solver": "euler", "ode_flags": "visible"}
+    model, _, stats = model_from_checkpoint(load_checkpoint(ckpt))
+    direct = score.score_flows(model, stats, load_dataset(ds_dir), np.arange(320), disable_progress=True,
+                               opts=score.ScoreOptions("ode", 3, "euler", "visible"))
+    table = pq.read_table(out)
+    np.testing.assert_array_equal(np.stack([table.column(c).to_numpy() for c in SCORE_COLUMNS], 1), direct)
+    with pytest.raises(JanusError, match="steps must be >= 1, got 0"):
+        score.run(score.build_parser().parse_args(["--checkpoint", str(ckpt), "--data", str(ds_dir),
+                                                   "--out", str(out), "--steps", "0"]))
