@@ -25,9 +25,31 @@ Formats:
   ``pcapng_unknown_block``.
 
 Damage is handled without losing good records: a truncated final record is dropped with a
-warning and its bytes counted in ``skips["truncated_tail_bytes"]``; a record or block whose
-length is corrupt in the middle of a file raises :class:`~janus.errors.CaptureError` naming
-the byte offset (everything after it would be garbage).
+warning and its bytes counted in ``skips["truncated_tail_bytes"]``. A record or block whose
+length is impossible in the middle of a file (pcap: more captured bytes than the maximum;
+pcapng: a bad length, a trailing length that differs from the leading one, a packet longer
+than its block, a damaged section or interface header) is *damage*. Every record before it
+has already been delivered. With ``strict=True`` the reader then raises
+:class:`~janus.errors.CaptureError` naming the byte offset. By default it resynchronises: it
+scans forward for the first offset where the damage demonstrably ends, warns with the offset
+of the damage, the number of bytes skipped and where reading resumed, counts the skipped bytes
+in ``skips["damaged_bytes_skipped"]`` and the event in ``skips["damaged_regions"]``, and reads
+on. "Demonstrably" means a chain of records that each pass every check a real one passes:
+
+* pcap -- :data:`RESYNC_CHAIN` consecutive record headers, each with 1 <= caplen <= the
+  maximum, caplen <= orig_len <= :data:`MAX_BLOCK_BYTES`, a sub-second field below one second
+  and whole seconds within :data:`RESYNC_MAX_GAP_S` of the last good record (the chain may
+  instead end exactly at the end of the file). Any byte offset is tried.
+* pcapng -- two consecutive blocks (or one that ends the file) of a known type, each with a
+  valid length, a matching trailing length and, for packet blocks, a packet that fits the
+  block and an interface the section has. Every byte offset is tried (inserted garbage need
+  not be a multiple of 4 bytes long).
+
+If no such chain follows, the rest of the file is skipped, with the same warning. An Enhanced
+or obsolete Packet Block naming an interface its section does not have is dropped alone and
+counted as ``pcapng_bad_interface`` (strict: an error). A final record that runs past the end
+of the file but is followed, inside its claimed length, by such a chain was a corrupt length,
+not a cut: it is damage too.
 """
 
 from __future__ import annotations
@@ -64,7 +86,20 @@ READ_WINDOW = 4 << 20
 #: pcapng blocks of unknown type. Every other key counts skipped packets.
 TRUNCATED_TAIL_BYTES = "truncated_tail_bytes"
 PCAPNG_UNKNOWN_BLOCK = "pcapng_unknown_block"
-NON_PACKET_SKIP_KEYS: frozenset[str] = frozenset({TRUNCATED_TAIL_BYTES, PCAPNG_UNKNOWN_BLOCK})
+#: Bytes skipped over damage while resynchronising, and how many damaged regions there were.
+DAMAGED_BYTES = "damaged_bytes_skipped"
+DAMAGED_REGIONS = "damaged_regions"
+#: Packets of a pcapng packet block naming an interface its section does not have.
+PCAPNG_BAD_INTERFACE = "pcapng_bad_interface"
+NON_PACKET_SKIP_KEYS: frozenset[str] = frozenset(
+    {TRUNCATED_TAIL_BYTES, PCAPNG_UNKNOWN_BLOCK, DAMAGED_BYTES, DAMAGED_REGIONS})
+#: pcap record headers in a row that must pass every check before reading resumes there.
+RESYNC_CHAIN = 3
+#: pcapng blocks in a row (each also checked by its trailing length) before reading resumes.
+RESYNC_CHAIN_PCAPNG = 2
+#: Largest step in whole seconds between the last good pcap record and a resync candidate
+#: (and between the records of the candidate chain).
+RESYNC_MAX_GAP_S = 7 * 86400
 #: Known pcapng block types that hold no packet: NRB, ISB, journal, DSB, custom x2.
 PCAPNG_NON_PACKET_BLOCKS = (4, 5, 9, 10, 0x00000BAD, 0x40000BAD)
 
@@ -238,6 +273,141 @@ def _walk_pcapng(buf, start, big, snaplen0, max_block):
     return count, pos, status, need, unknown, data_off, caplen, orig, iface, ts
 
 
+# Resynchronisation scans (run only after damage). Each returns ``(q, found)``: ``found`` 1:
+# a valid chain starts at ``q``; 0: no candidate before ``q`` and ``q`` needs bytes past the
+# buffer's end to be judged (at end of file: ``q`` is the buffer's end, nothing was found).
+@njit(cache=True)
+def _pcap_header_ok(buf, q, big, limit, units, sec_ref, check_ts):
+    """caplen of a plausible pcap record header at ``buf[q]``, -1 if implausible."""
+    incl = _u32(buf, q + 8, big)
+    orig = _u32(buf, q + 12, big)
+    if incl < 1 or incl > limit or orig < incl or orig > MAX_BLOCK_BYTES:
+        return np.int64(-1)
+    if _u32(buf, q + 4, big) >= units:
+        return np.int64(-1)
+    if check_ts and abs(_u32(buf, q, big) - sec_ref) > RESYNC_MAX_GAP_S:
+        return np.int64(-1)
+    return incl
+
+
+@njit(cache=True)
+def _scan_pcap(buf, start, big, limit, units, sec_ref, check_ts, eof, chain):
+    n = buf.shape[0]
+    q = start
+    while q + 16 <= n:
+        incl = _pcap_header_ok(buf, q, big, limit, units, sec_ref, check_ts)
+        if incl >= 0:
+            p = q
+            k = 0
+            ok = True
+            sec = sec_ref
+            ts_ok = check_ts
+            while k < chain:
+                if p == n and eof and k > 0:
+                    break  # the chain ends exactly at the end of the file
+                if p + 16 > n:
+                    if not eof:
+                        return q, 0
+                    ok = False
+                    break
+                c = _pcap_header_ok(buf, p, big, limit, units, sec, ts_ok)
+                if c < 0:
+                    ok = False
+                    break
+                if p + 16 + c > n:
+                    if not eof:
+                        return q, 0
+                    ok = False
+                    break
+                sec = _u32(buf, p, big)
+                ts_ok = True
+                p += 16 + c
+                k += 1
+            if ok:
+                return q, 1
+        q += 1
+    if eof:
+        return n, 0
+    return q, 0
+
+
+@njit(cache=True)
+def _pcapng_block_ok(buf, q, big, n_if, max_block):
+    """Length of a plausible pcapng block at ``buf[q]``; 0 if it does not fit in ``buf``,
+    -1 if implausible. Also returns the byte order and interface count after it."""
+    n = buf.shape[0]
+    if q + 12 > n:
+        return np.int64(0), big, n_if
+    btype = _u32(buf, q, big)
+    if btype == 0x0A0D0D0A:  # a Section Header Block sets its own byte order
+        m = _u32(buf, q + 8, False)
+        if m == 0x1A2B3C4D:
+            big = False
+        elif m == 0x4D3C2B1A:
+            big = True
+        else:
+            return np.int64(-1), big, n_if
+        n_if = 0
+        min_len = 28
+    elif btype == 6 or btype == 2:
+        min_len = 32
+    elif btype == 1:
+        min_len = 20
+    elif btype == 3:
+        min_len = 16
+    elif (btype == 4 or btype == 5 or btype == 9 or btype == 10
+          or btype == 0x00000BAD or btype == 0x40000BAD):
+        min_len = 12
+    else:
+        return np.int64(-1), big, n_if
+    blen = _u32(buf, q + 4, big)
+    if blen < min_len or blen % 4 != 0 or blen > max_block:
+        return np.int64(-1), big, n_if
+    if q + blen > n:
+        return np.int64(0), big, n_if
+    if _u32(buf, q + blen - 4, big) != blen:
+        return np.int64(-1), big, n_if
+    if btype == 6 or btype == 2:
+        itf = _u32(buf, q + 8, big) if btype == 6 else _u16(buf, q + 8, big)
+        if itf >= n_if or _u32(buf, q + 20, big) > blen - 32:
+            return np.int64(-1), big, n_if
+    elif btype == 1:
+        n_if += 1
+    return blen, big, n_if
+
+
+@njit(cache=True)
+def _scan_pcapng(buf, start, big, n_if, eof, chain, max_block):
+    n = buf.shape[0]
+    q = start
+    while q + 12 <= n:
+        p = q
+        k = 0
+        ok = True
+        b = big
+        m = n_if
+        while k < chain:
+            if p == n and eof and k > 0:
+                break
+            blen, b, m = _pcapng_block_ok(buf, p, b, m, max_block)
+            if blen < 0:
+                ok = False
+                break
+            if blen == 0:
+                if not eof:
+                    return q, 0
+                ok = False
+                break
+            p += blen
+            k += 1
+        if ok:
+            return q, 1
+        q += 1
+    if eof:
+        return n, 0
+    return q, 0
+
+
 def load_kernels() -> None:
     """Load the record walkers' compiled code now instead of on the first record.
 
@@ -247,6 +417,8 @@ def load_kernels() -> None:
     empty = np.zeros(0, np.uint8)
     _walk_pcap(empty, False, MAX_RECORD_BYTES)
     _walk_pcapng(empty, 0, False, 0, MAX_BLOCK_BYTES)
+    _scan_pcap(empty, 0, False, MAX_RECORD_BYTES, 10**6, 0, False, True, RESYNC_CHAIN)
+    _scan_pcapng(empty, 0, False, 0, True, RESYNC_CHAIN_PCAPNG, MAX_BLOCK_BYTES)
 
 
 # --------------------------------------------------------------------------- format detection
@@ -388,8 +560,49 @@ def _batch(buf, data_off, caplen, orig, ts, linktype, file_index, skips) -> Pack
     )
 
 
+def _damaged(path: Path, what: str, strict: bool) -> None:
+    """Raise for damage in strict mode (``what`` says where and how it is damaged)."""
+    if strict:
+        raise CaptureError(f"{path}: {what}: the file is corrupt from there on (without --strict"
+                           " the reader skips to the next valid record)")
+
+
+def _resynced(path: Path, what: str, at: int, resume: int, eof_reached: bool,
+              skips: SkipCounter) -> None:
+    """Warn about and count one damaged region, ``[at, resume)`` in file offsets."""
+    skips[DAMAGED_BYTES] += resume - at
+    skips[DAMAGED_REGIONS] += 1
+    if eof_reached:
+        log.warning("%s: %s; no valid record follows: skipped the remaining %d bytes (bytes %d-%d)",
+                    path, what, resume - at, at, resume)
+    else:
+        log.warning("%s: %s; skipped %d bytes of damaged data (bytes %d-%d), reading resumes at"
+                    " the valid record at byte %d", path, what, resume - at, at, resume, resume)
+
+
+def _resync(chunks: _Chunks, pos: int, scan, step: int) -> tuple[int, bool]:
+    """Scan from buffer offset ``pos + step`` with ``scan(buf, start, eof) -> (q, found)``,
+    reading on as needed. Returns the file offset where reading resumes and whether the end
+    of the file was reached without finding a valid record. The chunk buffer then starts at
+    the resume offset."""
+    start = pos + step
+    while True:
+        q, found = scan(chunks.view(), start, chunks.eof)
+        if found:
+            chunks.advance(q)
+            return chunks.base, False
+        if chunks.eof:
+            chunks.advance(chunks.filled)
+            return chunks.base, True
+        # The candidate at q needs more bytes than the buffer holds after it: drop what lies
+        # before it; if nothing does, grow the buffer (a chain is at most a few max lengths).
+        keep_from = min(q, chunks.filled)
+        start = q - keep_from
+        chunks.advance(keep_from, 0 if keep_from else 2 * chunks.buf.shape[0])
+
+
 def _iter_pcap(path: Path, fh: BinaryIO, file_index: int, skips: SkipCounter,
-               chunk_bytes: int) -> Iterator[tuple[PacketBatch | None, int]]:
+               chunk_bytes: int, strict: bool) -> Iterator[tuple[PacketBatch | None, int]]:
     """(batch of one window or None, file offset the walk reached) pairs of a pcap file."""
     header = fh.read(24)
     if len(header) < 24:
@@ -398,57 +611,79 @@ def _iter_pcap(path: Path, fh: BinaryIO, file_index: int, skips: SkipCounter,
     order = ">" if big else "<"
     magic, _vmaj, _vmin, _zone, _sigfigs, snaplen, linktype = struct.unpack(
         order + "IHHiIII", header)
-    frac_units = 1e9 if magic == PCAP_MAGIC_NS else 1e6
+    frac_units = 10**9 if magic == PCAP_MAGIC_NS else 10**6
     # The upper bits of the link-type field hold FCS information (pcap-linktype(7)).
     linktype &= 0xFFFF
     limit = max(MAX_RECORD_BYTES, snaplen if snaplen <= MAX_BLOCK_BYTES else 0)
     chunks = _Chunks(fh, min(chunk_bytes, READ_WINDOW), base=24)
     chunks.advance(0)
+    last_sec = -1  # whole seconds of the last good record (-1: none yet)
+
+    def scan(buf, start, eof):
+        return _scan_pcap(buf, start, big, limit, frac_units, max(last_sec, 0), last_sec >= 0,
+                          eof, RESYNC_CHAIN)
+
     while True:
         buf = chunks.view()
         count, pos, status, need, data_off, caplen, orig, sec, frac = _walk_pcap(
             buf, big, limit)
         if count:
-            ts = sec.astype(np.float64) + frac / frac_units
+            ts = sec.astype(np.float64) + frac / float(frac_units)
             batch = _batch(buf, data_off, caplen, orig, ts, linktype, file_index, skips)
+            last_sec = int(sec[-1])
             yield batch, chunks.base + pos
+        at = chunks.base + pos
+        what = None
         if status == _ERR_LENGTH:
-            raise CaptureError(
-                f"{path}: record at byte {chunks.base + pos} claims {need} captured bytes, more"
-                f" than the maximum of {limit}: the file is corrupt from there on"
-            )
-        if chunks.eof:
+            what = (f"record at byte {at} claims {need} captured bytes, more than the maximum"
+                    f" of {limit}")
+        elif chunks.eof:
             left = chunks.filled - pos
-            if left:
-                if left >= 16:
-                    incl = struct.unpack(order + "I", bytes(buf[pos + 8: pos + 12]))[0]
-                    if 0 < snaplen < incl:
-                        raise CaptureError(
-                            f"{path}: record at byte {chunks.base + pos} claims {incl} captured"
-                            f" bytes, more than the snaplen {snaplen}, and runs past the end of"
-                            " the file: its length is corrupt"
-                        )
-                _truncated_tail(path, chunks.base + pos, left, skips)
+            if not left:
+                return
+            incl = None
+            if left >= 16:
+                incl = struct.unpack(order + "I", bytes(buf[pos + 8: pos + 12]))[0]
+            if incl is not None and 0 < snaplen < incl:
+                what = (f"record at byte {at} claims {incl} captured bytes, more than the"
+                        f" snaplen {snaplen}, and runs past the end of the file")
+            elif strict or scan(buf, pos + 1, True)[1] == 0:
+                _truncated_tail(path, at, left, skips)
+                return
+            else:  # a valid record lies inside the "cut" record: its length was corrupt
+                what = (f"record at byte {at} claims {incl} captured bytes, running past the"
+                        " end of the file over valid records")
+        if what is None:
+            chunks.advance(pos, need)
+            continue
+        _damaged(path, what, strict)
+        resume, eof_reached = _resync(chunks, pos, scan, 1)
+        _resynced(path, what, at, resume, eof_reached, skips)
+        if eof_reached:
             return
-        chunks.advance(pos, need)
 
 
 class _Interfaces:
-    """Interfaces of a pcapng file: one global id per IDB, numbered across sections."""
+    """Interfaces of a pcapng file: one global id per IDB, numbered across sections.
+
+    Held in NumPy arrays grown by doubling, so that looking up the interfaces of a window's
+    packets costs O(packets), not O(interfaces) (a file with an IDB before every packet).
+    """
 
     def __init__(self) -> None:
-        self.linktype: list[int] = []
-        self.snaplen: list[int] = []
-        self.units: list[int] = []  # timestamp units per second
-        self.offset: list[int] = []  # if_tsoffset, seconds
+        self.n = 0
+        self.linktype = np.zeros(8, np.int64)
+        self.snaplen = np.zeros(8, np.int64)
+        self.units = np.ones(8, np.uint64)  # timestamp units per second
+        self.offset = np.zeros(8, np.int64)  # if_tsoffset, seconds
         self.section_base = 0  # global id of the current section's interface 0
 
     def new_section(self) -> None:
-        self.section_base = len(self.linktype)
+        self.section_base = self.n
 
     @property
     def in_section(self) -> int:
-        return len(self.linktype) - self.section_base
+        return self.n - self.section_base
 
     def seconds(self, ts_raw: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Raw timestamps (uint64, interface units) of interfaces ``g`` -> float64 seconds.
@@ -456,14 +691,14 @@ class _Interfaces:
         Whole seconds and the fraction are split in integers first, so a nanosecond
         timestamp keeps the precision float64 has at today's dates (~0.2 us).
         """
-        used = np.unique(g) if g.shape[0] and g.min() != g.max() else g[:1]
-        ts = np.empty(ts_raw.shape[0], np.float64)
-        for i in used.tolist():
-            rows = slice(None) if used.shape[0] == 1 else g == i
-            units = np.uint64(self.units[i])
-            whole, frac = np.divmod(ts_raw[rows], units)
-            ts[rows] = whole.astype(np.float64) + frac / float(self.units[i]) + self.offset[i]
-        return ts
+        if g.shape[0] == 0 or g.min() == g.max():  # one interface: scalar arithmetic
+            i = int(g[0]) if g.shape[0] else 0
+            units = self.units[i]
+            whole, frac = np.divmod(ts_raw, units)
+            return whole.astype(np.float64) + frac / float(units) + int(self.offset[i])
+        units = self.units[g]
+        whole, frac = np.divmod(ts_raw, units)
+        return whole.astype(np.float64) + frac / units.astype(np.float64) + self.offset[g]
 
     def add(self, path: Path, block: bytes, offset: int, order: str) -> None:
         if len(block) < 20:
@@ -492,10 +727,16 @@ class _Interfaces:
             elif code == 14 and length >= 8:  # if_tsoffset
                 tsoffset = struct.unpack(order + "q", value[:8])[0]
             p += 4 + ((length + 3) & ~3)
-        self.linktype.append(linktype)
-        self.snaplen.append(snaplen)
-        self.units.append(units)
-        self.offset.append(tsoffset)
+        if self.n == self.linktype.shape[0]:
+            for name in ("linktype", "snaplen", "units", "offset"):
+                old = getattr(self, name)
+                grown = np.ones(2 * old.shape[0], old.dtype)
+                grown[: self.n] = old
+                setattr(self, name, grown)
+        i = self.n
+        self.linktype[i], self.snaplen[i], self.units[i] = linktype, snaplen, units
+        self.offset[i] = tsoffset
+        self.n += 1
 
 
 def _section_header(path: Path, buf: np.ndarray, pos: int, base: int) -> tuple[str, int] | None:
@@ -509,85 +750,149 @@ def _section_header(path: Path, buf: np.ndarray, pos: int, base: int) -> tuple[s
         order = ">"
     else:
         raise CaptureError(f"{path}: section header block at byte {base + pos} has a bad"
-                           f" byte-order magic ({magic.hex(' ')}): the file is corrupt from"
-                           " there on")
+                           f" byte-order magic ({magic.hex(' ')})")
     blen = struct.unpack(order + "I", bytes(buf[pos + 4: pos + 8]))[0]
     if blen < 28 or blen % 4 or blen > MAX_BLOCK_BYTES:
         raise CaptureError(f"{path}: section header block at byte {base + pos} claims an"
-                           f" impossible length of {blen} bytes: the file is corrupt")
+                           f" impossible length of {blen} bytes")
     if pos + blen > buf.shape[0]:
         return order, blen
     trailer = struct.unpack(order + "I", bytes(buf[pos + blen - 4: pos + blen]))[0]
     if trailer != blen:
         raise CaptureError(f"{path}: section header block at byte {base + pos} has length"
-                           f" {blen} but trailer {trailer}: the file is corrupt from there on")
+                           f" {blen} but trailer {trailer}")
     return order, blen
 
 
+def _pcapng_batch(path: Path, buf: np.ndarray, base: int, runs: list, ifaces: _Interfaces,
+                  last_ts: float, file_index: int,
+                  skips: SkipCounter) -> tuple[PacketBatch | None, float]:
+    """Decode the packet runs of one window at once; returns the batch and the timestamp a
+    Simple Packet Block after them would get. A packet naming an interface its section does
+    not have is dropped (strict mode has cut the runs before such a packet)."""
+    if len(runs) == 1:
+        data_off, caplen, orig, iface, ts_raw, sec_base, n_if = runs[0]
+    else:
+        counts = [r[0].shape[0] for r in runs]
+        data_off, caplen, orig, iface, ts_raw = (
+            np.concatenate([r[k] for r in runs]) for k in range(5))
+        sec_base = np.repeat(np.concatenate([r[5] for r in runs]), counts)
+        n_if = np.repeat(np.concatenate([r[6] for r in runs]), counts)
+    bad = iface >= n_if
+    if bad.any():
+        first = int(np.argmax(bad))
+        log.warning("%s: packet block at byte %d refers to interface %d, but its section has %d"
+                    " interface(s): dropped %d such packet(s)", path,
+                    base + int(data_off[first]) - 28, int(iface[first]),
+                    int(np.broadcast_to(n_if, bad.shape)[first]), int(bad.sum()))
+        skips[PCAPNG_BAD_INTERFACE] += int(bad.sum())
+        keep = ~bad
+        data_off, caplen, orig, iface, ts_raw = (
+            a[keep] for a in (data_off, caplen, orig, iface, ts_raw))
+        sec_base = np.broadcast_to(sec_base, bad.shape)[keep]
+    if data_off.shape[0] == 0:
+        return None, last_ts
+    g = np.maximum(iface, 0) + sec_base
+    ts = ifaces.seconds(ts_raw, g)
+    spb = iface < 0
+    if spb.any():
+        # Forward-fill: a Simple Packet Block takes the previous record's timestamp.
+        idx = np.maximum.accumulate(np.where(spb, -1, np.arange(spb.shape[0])))
+        ts = np.where(idx >= 0, ts[np.maximum(idx, 0)], last_ts)
+    lts = ifaces.linktype[g]
+    linktype = int(lts[0]) if (lts == lts[0]).all() else lts
+    return _batch(buf, data_off, caplen, orig, ts, linktype, file_index, skips), float(ts[-1])
+
+
 def _iter_pcapng(path: Path, fh: BinaryIO, file_index: int, skips: SkipCounter,
-                 chunk_bytes: int) -> Iterator[tuple[PacketBatch | None, int]]:
-    """(batch of one window or None, file offset the walk reached) pairs of a pcapng file."""
+                 chunk_bytes: int, strict: bool) -> Iterator[tuple[PacketBatch | None, int]]:
+    """(batch of one window or None, file offset the walk reached) pairs of a pcapng file.
+
+    The packet runs walked between SHBs and IDBs of one window are decoded together, once
+    per window: a file with an IDB before every packet costs what one IDB would.
+    """
     chunks = _Chunks(fh, min(chunk_bytes, READ_WINDOW), base=0)
     chunks.advance(0)
     ifaces = _Interfaces()
     big, order = False, "<"
     last_ts = 0.0  # timestamp of the previous record, given to Simple Packet Blocks
     pos = 0
+
+    def scan(buf, start, eof):
+        # Every byte offset is tried, not only multiples of 4: inserted garbage need not
+        # keep the blocks after it aligned.
+        return _scan_pcapng(buf, start, big, ifaces.in_section, eof, RESYNC_CHAIN_PCAPNG,
+                            MAX_BLOCK_BYTES)
+
     while True:
         buf = chunks.view()
-        snap0 = ifaces.snaplen[ifaces.section_base] if ifaces.in_section else 0
-        (count, pos, status, need, unknown, data_off, caplen, orig, iface,
-         ts_raw) = _walk_pcapng(buf, pos, big, snap0, MAX_BLOCK_BYTES)
-        at = chunks.base + pos
-        if unknown:
-            skips[PCAPNG_UNKNOWN_BLOCK] += unknown
-        if count:
-            n_if = ifaces.in_section
-            bad = iface >= n_if
-            if n_if == 0 or bad.any():
-                first = int(np.argmax(bad)) if n_if else 0
-                raise CaptureError(
-                    f"{path}: packet block at byte {chunks.base + int(data_off[first]) - 28}"
-                    f" refers to interface {max(int(iface[first]), 0)}, but its section has"
-                    f" {n_if} interface(s): the file is corrupt")
-            g = np.maximum(iface, 0) + ifaces.section_base
-            ts = ifaces.seconds(ts_raw, g)
-            spb = iface < 0
-            if spb.any():
-                # Forward-fill: a Simple Packet Block takes the previous record's timestamp.
-                idx = np.maximum.accumulate(np.where(spb, -1, np.arange(count)))
-                ts = np.where(idx >= 0, ts[np.maximum(idx, 0)], last_ts)
-            last_ts = float(ts[-1])
-            lts = np.asarray(ifaces.linktype, np.int64)[g]
-            linktype = int(lts[0]) if (lts == lts[0]).all() else lts
-            batch = _batch(buf, data_off, caplen, orig, ts, linktype, file_index, skips)
-            yield batch, chunks.base + pos
-        if status == _ERR_LENGTH:
-            raise CaptureError(f"{path}: block at byte {at} claims an impossible length of"
-                               f" {need} bytes: the file is corrupt from there on")
-        if status == _ERR_TRAILER:
-            raise CaptureError(f"{path}: block at byte {at} has length {need} but a different"
-                               " trailing length: the file is corrupt from there on")
-        if status == _STOP_SHB:
-            shb = _section_header(path, buf, pos, chunks.base)
-            if shb is not None and pos + shb[1] <= buf.shape[0]:
-                order, blen = shb
-                big = order == ">"
-                ifaces.new_section()
-                pos += blen
-                continue
-            need = 12 if shb is None else shb[1]
-        elif status == _STOP_IDB:
-            ifaces.add(path, bytes(buf[pos: pos + need]), at, order)
-            pos += need
-            continue
-        # _NEED_MORE (or a SHB not wholly in the buffer)
-        if chunks.eof:
+        # Packet runs walked in this window, each with its section's interface 0 and count.
+        runs: list[tuple[np.ndarray, ...]] = []
+        what = None  # set on damage
+        while True:
+            snap0 = int(ifaces.snaplen[ifaces.section_base]) if ifaces.in_section else 0
+            (count, pos, status, need, unknown, data_off, caplen, orig, iface,
+             ts_raw) = _walk_pcapng(buf, pos, big, snap0, MAX_BLOCK_BYTES)
+            at = chunks.base + pos
+            if unknown:
+                skips[PCAPNG_UNKNOWN_BLOCK] += unknown
+            if count:
+                n_if = ifaces.in_section
+                if strict and int(iface.max()) >= n_if:
+                    first = int(np.argmax(iface >= n_if))
+                    what = (f"packet block at byte {chunks.base + int(data_off[first]) - 28}"
+                            f" refers to interface {int(iface[first])}, but its section has"
+                            f" {n_if} interface(s)")
+                    data_off, caplen, orig, iface, ts_raw = (
+                        a[:first] for a in (data_off, caplen, orig, iface, ts_raw))
+                runs.append((data_off, caplen, orig, iface, ts_raw,
+                             np.full(1, ifaces.section_base), np.full(1, n_if)))
+                if what is not None:
+                    break
+            try:
+                if status == _ERR_LENGTH:
+                    what = f"block at byte {at} claims an impossible length of {need} bytes"
+                elif status == _ERR_TRAILER:
+                    what = (f"block at byte {at} has length {need} but a different trailing"
+                            " length")
+                elif status == _STOP_SHB:
+                    shb = _section_header(path, buf, pos, chunks.base)
+                    if shb is not None and pos + shb[1] <= buf.shape[0]:
+                        order, blen = shb
+                        big = order == ">"
+                        ifaces.new_section()
+                        pos += blen
+                        continue
+                    need = 12 if shb is None else shb[1]
+                elif status == _STOP_IDB:
+                    ifaces.add(path, bytes(buf[pos: pos + need]), at, order)
+                    pos += need
+                    continue
+            except CaptureError as exc:
+                what = str(exc).removeprefix(f"{path}: ").removesuffix(": the file is corrupt")
+            break
+        if runs:
+            batch, last_ts = _pcapng_batch(path, buf, chunks.base, runs, ifaces, last_ts,
+                                           file_index, skips)
+            yield batch, at
+        if what is None and chunks.eof:
             left = chunks.filled - pos
-            if left:
+            if not left:
+                return
+            if strict or scan(buf, pos + 1, True)[1] == 0:
                 _truncated_tail(path, at, left, skips)
+                return
+            what = (f"block at byte {at} claims {need} bytes, running past the end of the"
+                    " file over valid blocks")
+        if what is None:
+            chunks.advance(pos, need)
+            pos = 0
+            continue
+        _damaged(path, what, strict)
+        resume, eof_reached = _resync(chunks, pos, scan, 1)
+        _resynced(path, what, at, resume, eof_reached, skips)
+        if eof_reached:
             return
-        chunks.advance(pos, need)
         pos = 0
 
 
@@ -596,6 +901,7 @@ def iter_capture(
     file_index: int = 0,
     skips: SkipCounter | None = None,
     chunk_bytes: int = 32 << 20,
+    strict: bool = False,
 ) -> Iterator[PacketBatch]:
     """Decoded packets of one pcap/pcapng file, as batches in file order.
 
@@ -610,6 +916,8 @@ def iter_capture(
         chunk_bytes: about how many bytes of file each batch covers; memory is a small
             multiple of ``min(chunk_bytes, 4 MiB)`` plus the batch. The rows do not depend
             on it.
+        strict: raise at the first damaged record or block instead of skipping to the next
+            valid one (see the module docstring; the skipped bytes are counted in ``skips``).
 
     Yields:
         :class:`~janus.batch.PacketBatch` es (never empty) with ``ts`` in Unix seconds
@@ -617,9 +925,9 @@ def iter_capture(
         record's original length in bytes.
 
     Raises:
-        CaptureError: not a capture, empty, header truncated, or a corrupt record/block
-            length in the middle of the file (the message names the byte offset). The
-            good batches before the corruption are yielded first.
+        CaptureError: not a capture, empty, header truncated, or (``strict``) damage in the
+            middle of the file (the message names the byte offset). The good batches before
+            the damage are yielded first.
     """
     path = Path(path)
     if skips is None:
@@ -630,7 +938,7 @@ def iter_capture(
     start = 0  # file offset where the pending batches begin
     with _open(path) as fh:
         try:
-            for batch, reached in reader(path, fh, file_index, skips, chunk_bytes):
+            for batch, reached in reader(path, fh, file_index, skips, chunk_bytes, strict):
                 if batch is not None:
                     pending.append(batch)
                 if pending and reached - start >= chunk_bytes:

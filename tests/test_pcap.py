@@ -33,6 +33,8 @@ from capture_builders import (
     null_loop,
     packet_block,
     pcap_bytes,
+    pcap_header,
+    pcap_record,
     pcapng_bytes,
     raw_block,
     shb,
@@ -227,10 +229,15 @@ def test_pcapng_spb_truncated_by_snaplen_and_first_record(tmp_path):
     assert batch.ts.tolist() == [0.0] and batch.wire_len.tolist() == [len(frame)]
 
 
-def test_pcapng_bad_interface_id(tmp_path):
-    blocks = [shb(), idb(1), epb(tcp_frame(0), 1.0, iface=3)]
+def test_pcapng_bad_interface_id(tmp_path, caplog):
+    blocks = [shb(), idb(1), epb(tcp_frame(0), 1.0, iface=3), epb(tcp_frame(1), 2.0)]
+    path = write(tmp_path, pcapng_bytes(blocks), "i.pcapng")
     with pytest.raises(CaptureError, match=r"byte 48 refers to interface 3.*1 interface"):
-        read(write(tmp_path, pcapng_bytes(blocks), "i.pcapng"))
+        read(path, strict=True)
+    with caplog.at_level(logging.WARNING, logger="janus.pcap"):
+        batch, skips = read(path)
+    assert batch.src_port.tolist() == [1001] and skips == {"pcapng_bad_interface": 1}
+    assert "byte 48 refers to interface 3" in caplog.text
 
 
 # --------------------------------------------------------------------------- chunking
@@ -305,15 +312,19 @@ def test_corrupt_pcap_length_in_the_middle(tmp_path):
     skips = SkipCounter()
     got: list[PacketBatch] = []
     with pytest.raises(CaptureError, match=f"record at byte {third} claims 16777215"):
-        got.extend(iter_capture(path, skips=skips))  # keeps what came before the error
+        got.extend(iter_capture(path, skips=skips, strict=True))  # keeps what came before
     assert PacketBatch.concat(got).src_port.tolist() == [1000, 1001]  # good ones delivered
 
 
 def test_corrupt_pcap_length_past_eof_beyond_snaplen(tmp_path):
     data = bytearray(pcap_bytes([(T0, tcp_frame(0)), (T0, tcp_frame(1))], snaplen=96))
     data[24 + 16 + 54 + 8: 24 + 16 + 54 + 12] = struct.pack("<I", 5000)
+    path = write(tmp_path, bytes(data))
     with pytest.raises(CaptureError, match=r"byte 94 claims 5000.*snaplen 96.*corrupt"):
-        read(write(tmp_path, bytes(data)))
+        read(path, strict=True)
+    batch, skips = read(path)  # not a cut record: damage, skipped to the end with a count
+    assert batch.src_port.tolist() == [1000]
+    assert skips == {"damaged_bytes_skipped": 16 + 54, "damaged_regions": 1}
 
 
 @pytest.mark.parametrize(
@@ -333,7 +344,7 @@ def test_corrupt_pcapng_block_in_the_middle(tmp_path, mangle, match):
     blocks[1] = mangle(blocks[1])
     path = write(tmp_path, head + b"".join(blocks), "m.pcapng")
     with pytest.raises(CaptureError, match=f"block at byte {offset} .*{match}"):
-        read(path)
+        read(path, strict=True)
 
 
 # --------------------------------------------------------------------------- dpkt equivalence
@@ -444,3 +455,135 @@ def test_real_captures_read_whole_and_match_dpkt(real_data_dir):
         ours, expected = our_rows(batch), dpkt_rows(path)
         assert [r[1:] for r in ours] == [r[1:] for r in expected], path.name
         assert np.allclose([r[0] for r in ours], [r[0] for r in expected], rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- resynchronisation
+def _records(n: int) -> list[bytes]:
+    return [pcap_record(Record(T0 + i, tcp_frame(i))) for i in range(n)]
+
+
+@pytest.mark.parametrize("chunk", [64, 100, 1 << 20])
+def test_pcap_corrupt_length_resyncs_on_the_next_record(tmp_path, caplog, chunk):
+    recs = _records(6)
+    third = 24 + len(recs[0]) + len(recs[1])
+    bad = bytearray(recs[2])
+    bad[8:12] = struct.pack("<I", 0x00FFFFFF)
+    path = write(tmp_path, pcap_header() + b"".join(recs[:2]) + bytes(bad) + b"".join(recs[3:]))
+    with caplog.at_level(logging.WARNING, logger="janus.pcap"):
+        batch, skips = read(path, chunk_bytes=chunk)
+    assert batch.src_port.tolist() == [1000, 1001, 1003, 1004, 1005]
+    assert skips == {"damaged_bytes_skipped": len(recs[2]), "damaged_regions": 1}
+    assert (f"record at byte {third} claims 16777215 captured bytes" in caplog.text
+            and f"skipped {len(recs[2])} bytes" in caplog.text
+            and f"resumes at the valid record at byte {third + len(recs[2])}" in caplog.text)
+
+
+@pytest.mark.parametrize("chunk", [64, 1 << 20])
+@pytest.mark.parametrize("size", [1, 333, 5000])
+def test_garbage_inside_a_capture_is_skipped_exactly(tmp_path, caplog, chunk, size):
+    rng = random.Random(size)
+    garbage = bytes([0xFF]) + bytes(rng.randrange(256) for _ in range(size - 1))
+    recs = _records(8)
+    path = write(tmp_path, pcap_header() + b"".join(recs[:3]) + garbage + b"".join(recs[3:]))
+    frames = [tcp_frame(i) for i in range(8)]
+    blocks = [epb(f, T0 + i) for i, f in enumerate(frames)]
+    ng = write(tmp_path, shb() + idb(1) + b"".join(blocks[:3]) + garbage + b"".join(blocks[3:]),
+               "g.pcapng")
+    for p in (path, ng):
+        batch, skips = read(p, chunk_bytes=chunk)
+        assert batch.src_port.tolist() == list(range(1000, 1008)), p.name
+        assert skips == {"damaged_bytes_skipped": size, "damaged_regions": 1}, p.name
+        # strict: today's reading, which stops at the damage (an error or, when the garbage
+        # claims a length past the end of the file, a truncated tail)
+        got: list[PacketBatch] = []
+        try:
+            got.extend(iter_capture(p, chunk_bytes=chunk, strict=True))
+        except CaptureError as exc:
+            assert "corrupt from there on" in str(exc)
+        assert PacketBatch.concat(got).src_port.tolist() == [1000, 1001, 1002]
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda blk: blk[:4] + struct.pack("<I", 1 << 30) + blk[8:],
+        lambda blk: blk[:4] + struct.pack("<I", len(blk) + 2) + blk[8:],
+        lambda blk: blk[:4] + struct.pack("<I", len(blk) + 8) + blk[8:],  # trailer mismatch
+        lambda blk: blk[:-4] + struct.pack("<I", 12),
+        lambda blk: blk[:20] + struct.pack("<I", 999) + blk[24:],
+    ],
+)
+def test_pcapng_bad_block_is_skipped_alone(tmp_path, caplog, mangle):
+    frames = [tcp_frame(i) for i in range(4)]
+    head = shb() + idb(1)
+    blocks = [epb(f, T0 + i) for i, f in enumerate(frames)]
+    offset = len(head) + len(blocks[0])
+    size = len(blocks[1])
+    blocks[1] = mangle(blocks[1])
+    path = write(tmp_path, head + b"".join(blocks), "m.pcapng")
+    with caplog.at_level(logging.WARNING, logger="janus.pcap"):
+        batch, skips = read(path)
+    assert batch.src_port.tolist() == [1000, 1002, 1003]
+    assert skips == {"damaged_bytes_skipped": size, "damaged_regions": 1}
+    assert f"block at byte {offset} " in caplog.text and f"skipped {size} bytes" in caplog.text
+
+
+def test_damage_with_nothing_valid_after_skips_the_rest(tmp_path, caplog):
+    recs = _records(3)
+    data = pcap_header() + b"".join(recs) + b"\xff" * 100
+    with caplog.at_level(logging.WARNING, logger="janus.pcap"):
+        batch, skips = read(write(tmp_path, data))
+    assert batch.src_port.tolist() == [1000, 1001, 1002]
+    assert skips == {"damaged_bytes_skipped": 100, "damaged_regions": 1}
+    assert "no valid record follows: skipped the remaining 100 bytes" in caplog.text
+
+
+def test_a_length_running_past_eof_over_valid_records_is_damage(tmp_path):
+    # A cut last record is a truncated tail; a "cut" record that has valid records inside
+    # its claimed length had a corrupt length: only it is lost.
+    recs = _records(5)
+    bad = bytearray(recs[1])
+    bad[8:12] = struct.pack("<I", 60_000)  # under the snaplen, past the end of the file
+    path = write(tmp_path, pcap_header() + recs[0] + bytes(bad) + b"".join(recs[2:]))
+    batch, skips = read(path)
+    assert batch.src_port.tolist() == [1000, 1002, 1003, 1004]
+    assert skips == {"damaged_bytes_skipped": len(recs[1]), "damaged_regions": 1}
+    batch, skips = read(path, strict=True)  # strict: today's reading, a truncated tail
+    assert batch.src_port.tolist() == [1000]
+    assert skips == {"truncated_tail_bytes": sum(map(len, recs[1:]))}
+
+
+def test_resync_needs_a_timestamp_near_the_last_good_record(tmp_path):
+    # Records dated 30 days later right after the damage are not taken as the resync point.
+    recs = _records(2)
+    late = [pcap_record(Record(T0 + 30 * 86400 + i, tcp_frame(10 + i))) for i in range(3)]
+    path = write(tmp_path, pcap_header() + b"".join(recs) + b"\xff" * 20 + b"".join(late))
+    batch, skips = read(path)
+    assert batch.src_port.tolist() == [1000, 1001]
+    assert skips == {"damaged_bytes_skipped": 20 + sum(map(len, late)), "damaged_regions": 1}
+
+
+# --------------------------------------------------------------------------- many interfaces
+def test_pcapng_with_an_interface_per_packet(tmp_path):
+    # 5,000 IDB/EPB pairs over three sections, link types and resolutions alternating: the
+    # same packets and timestamps as the plain reading of each pair (and linear time).
+    n = 5000
+    blocks, want_ts = [], []
+    for i in range(n):
+        if i in (0, 2000, 4000):
+            blocks.append(shb(big_endian=i == 2000))
+            base = i
+        be = 2000 <= i < 4000
+        tsres = 9 if i % 3 == 0 else None
+        frame = tcp_frame(i % 256) if i % 2 == 0 else ipv4(tcp(5000 + i % 256, 80), "10.9.0.1")
+        blocks.append(idb(1 if i % 2 == 0 else 101, tsresol=tsres, tsoffset=i % 5,
+                          big_endian=be))
+        ts = T0 + i * 0.001
+        blocks.append(epb(frame, ts - i % 5, iface=i - base, tsresol=tsres, big_endian=be))
+        want_ts.append(ts)
+    path = write(tmp_path, pcapng_bytes(blocks), "many.pcapng")
+    batch, skips = read(path, chunk_bytes=1 << 16)
+    assert not skips and len(batch) == n
+    assert batch.src_port.tolist() == [1000 + i % 256 if i % 2 == 0 else 5000 + i % 256
+                                       for i in range(n)]
+    np.testing.assert_allclose(batch.ts, want_ts, rtol=0, atol=2e-6)
