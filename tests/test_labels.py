@@ -364,3 +364,149 @@ def test_cli_round_trip(tmp_path, capsys):
     assert "flows.parquet: not found" in capsys.readouterr().err
     assert main(["--data", str(data), "--time-offset", "soon"]) == 2
     assert main(["--data", str(data), "--precedence", "csv,file"]) == 2
+
+
+# --------------------------------------------------------------------------- hostile CSVs
+def _cic_rows(n: int = 3) -> list[tuple]:
+    return [row(flow(i, T0), local(T0), "DoS Hulk" if i % 2 else "BENIGN") for i in range(n)]
+
+
+def _csv_bytes(rows: list[tuple], newline: str = "\r\n") -> bytes:
+    """The bytes :func:`write_csv` writes, with another line ending."""
+    lines = [HEADER] + [f"{s}-{d}-{sp}-{dp}-{p},{s},{sp},{d},{dp},{p},{ts},{1000 + i},20,20,{lab}"
+                        for i, (s, sp, d, dp, p, ts, lab) in enumerate(rows)]
+    return (newline.join(lines) + newline).encode()
+
+
+GOOD = _csv_bytes(_cic_rows())
+BENIGN_CR = GOOD.index(b"BENIGN\r\n") + 6  # the CR ending line 2
+HULK = GOOD.index(b"DoS Hulk")  # on line 3
+
+
+def _label_error(tmp_path: Path, data: bytes, capsys) -> str:
+    """Run ``janus labels`` on a CSV of ``data``: the one-line error it prints."""
+    ds = tmp_path / "ds"
+    write_flows(ds, [flow(i, T0) for i in range(3)])
+    csv = tmp_path / "bad.csv"
+    csv.write_bytes(data)
+    with pytest.raises(JanusError) as info:
+        label_dataset(ds, csv=[csv])
+    capsys.readouterr()
+    assert main(["--data", str(ds), "--csv", str(csv)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and "\n" not in err and str(csv) in err, err
+    assert not (ds / contract.LABELS_FILE).exists()
+    return str(info.value)
+
+
+@pytest.mark.parametrize("data,expected", [
+    # CR-only line endings: csv.Error "new-line character seen in unquoted field" before.
+    (_csv_bytes(_cic_rows(), "\r"), f"line 1 (byte {len(HEADER)}): lines end in a bare CR"),
+    # One stray CR would glue rows 2 and 3 into one "BENIGN\r..." label.
+    (GOOD[:BENIGN_CR + 1] + GOOD[BENIGN_CR + 2:],
+     f"line 2 (byte {BENIGN_CR}): a carriage return without a line feed"),
+    (GOOD[:-1], f"line 4 (byte {len(GOOD) - 2}): a carriage return without"),  # at the end
+    (GOOD.replace(b"DoS", b"D\0S"), f"line 3 (byte {HULK + 1}): binary content (a NUL byte)"),
+    (bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8)),
+     "binary content (a NUL byte)"),
+    (GOOD.decode().encode("utf-16"), "is UTF-16 text"),
+    (GOOD.replace(b"DoS Hulk", b'"DoS Hulk', 1), "line 3: unbalanced quote"),
+    (b"", "empty label CSV (no header line)"),
+    (b"\r\n\r\n", "empty label CSV (no header line)"),
+    (b"A" * (1 << 20) + b"\n", "line 1 is longer than 1048576 bytes"),
+], ids=["cr_only", "stray_cr", "cr_at_end", "nul", "random_bytes", "utf16", "quote",
+        "empty", "blank_lines", "long_header"])
+def test_hostile_csv_bytes_are_one_line_errors(tmp_path, capsys, data, expected):
+    assert expected in _label_error(tmp_path, data, capsys)
+
+
+def test_stray_cr_across_a_scan_block_is_found(tmp_path, monkeypatch):
+    from janus.labels import cic_csv
+
+    monkeypatch.setattr(cic_csv, "_SCAN_CHUNK", BENIGN_CR + 1)  # the CR ends block 1
+    path = tmp_path / "x.csv"
+    path.write_bytes(GOOD[:BENIGN_CR + 1] + GOOD[BENIGN_CR + 2:])
+    with pytest.raises(JanusError, match=f"line 2 \\(byte {BENIGN_CR}\\): a carriage return"):
+        read_label_csv(path)
+    path.write_bytes(GOOD)  # CRLF split across two blocks is fine
+    assert read_label_csv(path).table.height == 3
+
+
+def test_header_without_rows_and_all_blank_rows_warn(tmp_path, caplog):
+    ds = tmp_path / "ds"
+    write_flows(ds, [flow(i, T0) for i in range(3)])
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes((HEADER + "\r\n").encode())
+    blank = write_csv(tmp_path / "blank.csv", [], blank_rows=4)
+    good = write_csv(tmp_path / "good.csv", [row(flow(1, T0), local(T0, 0.0), "DoS Hulk")])
+    with caplog.at_level("WARNING", logger="janus.labels"):
+        rep = label_dataset(ds, csv=[empty, blank, good])
+    assert f"{empty}: a header and no rows; it labels no flow" in caplog.text
+    assert f"{blank}: all 4 rows are blank (no label); it labels no flow" in caplog.text
+    assert [f["rows"] for f in rep["csv"]["files"]] == [0, 4, 1]
+    assert read_labels(ds)["attack"].to_list() == ["unknown", "dos_hulk", "unknown"]
+    with caplog.at_level("WARNING", logger="janus.labels"):
+        rep = label_dataset(ds, csv=[empty])  # only empty files: a result, every flow default
+    assert rep["labels"]["unknown"] == 3 and rep["csv"]["rows"] == 0
+
+
+def test_label_without_letters_is_counted_and_named_not_a_traceback(tmp_path, caplog):
+    ds = tmp_path / "ds"
+    write_flows(ds, [flow(i, T0) for i in range(3)])
+    csv = write_csv(tmp_path / "x.csv", [row(flow(0, T0), local(T0, 0.0), "BENIGN"),
+                                          row(flow(1, T0), local(T0, 0.0), "--?--"),
+                                          row(flow(2, T0), local(T0, 0.0), "DoS Hulk")])
+    with caplog.at_level("WARNING", logger="janus.labels"):
+        rep = label_dataset(ds, csv=[csv])
+    assert f"{csv}: line 3: label '--?--' is not a class name; 1 such rows" in caplog.text
+    assert rep["csv"]["unmatched_reasons"] == {"bad_label": 1}
+    assert read_labels(ds)["attack"].to_list() == ["benign", "unknown", "dos_hulk"]
+
+
+def test_cicddos2019_attacker_rule_keeps_the_csv_classes(tmp_path):
+    """The registry's CICDDoS2019 rule (attacker 172.16.0.5, no class) on a CIC-layout CSV:
+    the CSV's classes survive; the rule labels what the CSV does not, and overrides BENIGN."""
+    from janus.datasets import CICDDOS2019
+
+    att, victim = "172.16.0.5", "192.168.50.1"
+    t = datetime(2018, 12, 1, 11, 0, 0, tzinfo=UTC)
+    flows = [
+        {"src": att, "dst": victim, "sport": 1000, "dport": 53, "proto": 17, "start": t},
+        {"src": att, "dst": victim, "sport": 1001, "dport": 389, "proto": 17, "start": t},
+        {"src": victim, "dst": att, "sport": 80, "dport": 1002, "proto": 6, "start": t},  # reply
+        {"src": att, "dst": victim, "sport": 1003, "dport": 80, "proto": 6, "start": t},  # BENIGN
+        {"src": att, "dst": victim, "sport": 1004, "dport": 80, "proto": 6, "start": t},  # no row
+        {"src": "192.168.50.6", "dst": "8.8.8.8", "sport": 1005, "dport": 53, "proto": 17,
+         "start": t},
+    ]
+    ds = tmp_path / "ds"
+    write_flows(ds, flows)
+    labels = ["DrDoS_DNS", "DrDoS_LDAP", "Syn", "BENIGN", None, "BENIGN"]
+    rows = [row(f, local(t, 0.0, "iso"), lab, swap=(k == 2))
+            for k, (f, lab) in enumerate(zip(flows, labels)) if lab]
+    csv = write_csv(tmp_path / "DrDoS_DNS.csv", rows)
+    assert HEADER.split(",")[1] == " Source IP" and HEADER.split(",")[-1] == " Label"
+    rule_args = CICDDOS2019.label_rule.to_cli_args()
+    assert rule_args[rule_args.index("--attacker") + 1] == att  # the rule names no class
+    attackers = [rule_args[i + 1] for i, a in enumerate(rule_args) if a == "--attacker"]
+    assert main(["--data", str(ds), "--csv", str(csv), "--time-offset", "none",
+                 *(x for a in attackers for x in ("--attacker", a))]) == 0
+    lab = read_labels(ds)
+    assert lab["attack"].to_list() == ["drdos_dns", "drdos_ldap", "syn", "attack", "attack",
+                                       "benign"]
+    assert lab["label"].to_list() == [1, 1, 1, 1, 1, 0]
+    assert lab["label_source"].to_list() == ["csv", "csv", "csv", "ip_rule", "ip_rule", "csv"]
+    rep = json.loads((ds / LABELS_REPORT_FILE).read_text())
+    assert rep["overridden"] == {"csv_overridden_by_ip_rule": 1}  # only the BENIGN row
+    assert rep["unnamed_attack_class_from"] == {"csv": 3}
+    assert rep["classes"] == {"attack": 2, "benign": 1, "drdos_dns": 1, "drdos_ldap": 1, "syn": 1}
+
+    # A rule that names its class still overrides the CSV's classes.
+    label_dataset(ds, csv=[csv], attackers=[f"{att}=Syn"], time_offset="none")
+    assert read_labels(ds)["attack"].to_list() == ["syn"] * 5 + ["benign"]
+    # With the CSV first, the rule only fills the flows the CSV leaves out.
+    rep = label_dataset(ds, csv=[csv], attackers=[att], time_offset="none",
+                        precedence=("csv", "ip_rule", "file"))
+    assert read_labels(ds)["attack"].to_list() == ["drdos_dns", "drdos_ldap", "syn", "benign",
+                                                   "attack", "benign"]
+    assert rep["overridden"] == {"ip_rule_overridden_by_csv": 1}

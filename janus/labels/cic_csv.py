@@ -12,6 +12,12 @@ Tolerated quirks, all seen in the published files:
 * timestamps ``d/m/yyyy h:mm``, ``d/m/yyyy h:mm:ss``, either with ``AM``/``PM``, and
   ``yyyy-mm-dd hh:mm:ss[.ffffff]`` (CICDDoS2019).
 
+Refused with a one-line :class:`JanusError` naming the file and the line: binary content
+(a NUL byte; a UTF-16 file says so), bare carriage returns (CR-only "classic Mac" line
+endings, or a stray CR that would silently glue two rows together), an unbalanced quote,
+and anything else the CSV parser rejects. A file with a header and no rows reads as an
+empty table (the labels step warns about it).
+
 Some CICIDS2017 days write afternoon times on a 12-hour clock *without* an AM/PM marker
 (``7/7/2017 3:56`` for 15:56). A day/month/year file with no marker and no hour above 12 is
 flagged ``twelve_hour_suspect``; the join then also tries such a row 12 h later.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +60,8 @@ class LabelCsv:
     path: Path
     #: columns src_ip, dst_ip (str), src_port, dst_port, proto (Int64, null if unparseable),
     #: time (Float64, Unix seconds read as if the CSV's clock were UTC; null if unparseable),
-    #: ampm_free (bool: no AM/PM marker and hour 1..11), raw_label (str)
+    #: ampm_free (bool: no AM/PM marker and hour 1..11), raw_label (str), line (Int64: the
+    #: row's line in the file, the header being line 1)
     table: pl.DataFrame
     rows_total: int  # data rows in the file, blank rows included
     rows_blank: int  # rows with an empty label (CICIDS2017 pads files with ",,,,")
@@ -61,15 +69,86 @@ class LabelCsv:
     twelve_hour_suspect: bool
 
 
+#: Bytes read per step of :func:`check_text`.
+_SCAN_CHUNK = 1 << 24
+#: Longest header line read, bytes.
+_MAX_HEADER = 1 << 20
+
+
+def _line_of(path: Path, offset: int) -> int:
+    """1-based line number of byte ``offset`` (LF-separated)."""
+    lines = 1
+    with open(path, "rb") as fh:
+        done = 0
+        while done < offset:
+            block = fh.read(min(_SCAN_CHUNK, offset - done))
+            if not block:
+                break
+            lines += block.count(b"\n")
+            done += len(block)
+    return lines
+
+
+def check_text(path: Path) -> None:
+    """Refuse a file that is not line-oriented text: NUL bytes, bare CRs (see the module
+    docstring). One pass over the file in 16 MiB blocks (C-speed counts and finds)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                raise JanusError(f"{path}: is UTF-16 text (byte-order mark {head[:2]!r}); "
+                                 "convert it to UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
+            fh.seek(0)
+            offset, prev_cr, any_lf = 0, False, False
+            while block := fh.read(_SCAN_CHUNK):
+                nul = block.find(b"\0")
+                if nul >= 0:
+                    at = offset + nul
+                    raise JanusError(f"{path}: line {_line_of(path, at)} (byte {at}): binary "
+                                     "content (a NUL byte), not a text CSV; is it the right "
+                                     "file, whole and unpacked?")
+                if prev_cr and not block.startswith(b"\n"):
+                    _bare_cr(path, offset - 1, any_lf)
+                body = block[:-1] if block.endswith(b"\r") else block
+                if body.count(b"\r") != body.count(b"\r\n"):
+                    at = offset + re.search(rb"\r(?!\n)", body).start()
+                    _bare_cr(path, at, any_lf or b"\n" in block[:at - offset])
+                any_lf = any_lf or b"\n" in block
+                prev_cr = block.endswith(b"\r")
+                offset += len(block)
+            if prev_cr:
+                _bare_cr(path, offset - 1, any_lf)
+    except OSError as exc:
+        raise JanusError(f"{path}: cannot read label CSV ({exc})") from exc
+
+
+def _bare_cr(path: Path, at: int, any_lf: bool) -> None:
+    line = _line_of(path, at)
+    if not any_lf and line == 1:
+        raise JanusError(f"{path}: line 1 (byte {at}): lines end in a bare CR (classic Mac "
+                         "line endings), not LF or CRLF; convert the file, e.g. "
+                         "tr '\\r' '\\n' < IN > OUT")
+    raise JanusError(f"{path}: line {line} (byte {at}): a carriage return without a line feed "
+                     "(mixed line endings) would glue two rows together; fix or remove it")
+
+
 def _header_indices(path: Path) -> dict[str, int]:
     """Map canonical column names to 0-based indices from the CSV's first line."""
     try:
         with open(path, "rb") as fh:
-            first = fh.readline(1 << 20)
+            first = fh.readline(_MAX_HEADER)
     except OSError as exc:
         raise JanusError(f"{path}: cannot read label CSV ({exc})") from exc
+    if not first.strip():
+        raise JanusError(f"{path}: empty label CSV (no header line)")
+    if len(first) == _MAX_HEADER and not first.endswith(b"\n"):
+        raise JanusError(f"{path}: line 1 is longer than {_MAX_HEADER} bytes; not a CIC "
+                         "label CSV header")
     text = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
-    header = [h.strip().lower() for h in next(csv.reader(io.StringIO(text)), [])]
+    try:
+        header = [h.strip().lower() for h in next(csv.reader(io.StringIO(text)), [])]
+    except csv.Error as exc:
+        raise JanusError(f"{path}: line 1: unreadable CSV header ({exc})") from exc
     found: dict[str, int] = {}
     for name, aliases in COLUMN_ALIASES.items():
         idx = next((i for i, h in enumerate(header) if h in aliases), None)
@@ -136,20 +215,27 @@ def parse_timestamps(values: pl.Series) -> tuple[pl.DataFrame, str, bool]:
 def read_label_csv(path: str | Path) -> LabelCsv:
     """Read one CIC label CSV into a :class:`LabelCsv` (strings parsed, blanks counted)."""
     path = Path(path)
+    if not path.is_file():
+        raise JanusError(f"{path}: label CSV not found")
+    check_text(path)
     idx = _header_indices(path)
     names = list(idx)
     order = sorted(range(len(names)), key=lambda i: idx[names[i]])
     try:
         raw = pl.read_csv(
-            path, columns=[idx[names[i]] for i in order], infer_schema=False, encoding="utf8-lossy", truncate_ragged_lines=True,
-            quote_char='"',
+            path, columns=[idx[names[i]] for i in order], infer_schema=False,
+            encoding="utf8-lossy", truncate_ragged_lines=True, quote_char='"',
         )
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise JanusError(f"{path}: cannot parse label CSV ({exc})") from exc
+        raise JanusError(f"{path}: {_parse_failure(path)}cannot parse label CSV "
+                         f"({' '.join(str(exc).split())[:200]})") from exc
     # The projection keeps file order, so the sorted names line up with the columns.
     raw.columns = [names[i] for i in order]
     rows_total = raw.height
-    raw = raw.with_columns(pl.col(c).str.strip_chars() for c in names)
+    # Line numbers hold while no quoted field spans lines (CIC CSVs quote nothing); polars
+    # keeps blank lines as rows, so data row k is line k + 2.
+    raw = raw.with_row_index("line", offset=2).with_columns(
+        pl.col(c).str.strip_chars() for c in names)
     raw = raw.filter(pl.col("raw_label").is_not_null() & (pl.col("raw_label") != ""))
     times, fmt, suspect = parse_timestamps(raw["timestamp"])
     if raw.height and times["time"].null_count() == raw.height:
@@ -161,6 +247,16 @@ def read_label_csv(path: str | Path) -> LabelCsv:
         "src_ip", "dst_ip",
         *(pl.col(c).cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
           for c in ("src_port", "dst_port", "proto")),
-        "time", "ampm_free", "raw_label",
+        "time", "ampm_free", "raw_label", pl.col("line").cast(pl.Int64),
     )
     return LabelCsv(path, table, rows_total, rows_total - raw.height, fmt, suspect)
+
+
+def _parse_failure(path: Path) -> str:
+    """``"line N: <why>; "`` for the first line with an unbalanced quote, else ``""``: the
+    parser's own message names a chunk, not a line. Runs only after a parse failure."""
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.count(b'"') % 2:
+                return f"line {number}: unbalanced quote (\"); "
+    return ""

@@ -16,7 +16,7 @@ from pathlib import PurePath
 import numpy as np
 import polars as pl
 
-from ..errors import ConfigError
+from ..errors import ConfigError, JanusError
 from .names import normalise_label
 
 #: Class given by an attacker rule that names none.
@@ -25,13 +25,18 @@ DEFAULT_ATTACK_CLASS = "attack"
 
 @dataclass(frozen=True)
 class AttackerRule:
-    """Flows from or to ``network`` that overlap ``[start, end]`` are attacks of ``attack``."""
+    """Flows from or to ``network`` that overlap ``[start, end]`` are attacks of ``attack``.
+
+    A rule that names no class (``named=False``, class :data:`DEFAULT_ATTACK_CLASS`) says
+    only *attack*: the labels step keeps the class another source (a CSV) gives its flows.
+    """
 
     spec: str
     network: ipaddress.IPv4Network | ipaddress.IPv6Network
     attack: str  # clean class name
     start: float | None  # Unix seconds (UTC); None = open
     end: float | None
+    named: bool = True  # the spec names the class
 
 
 def _iso_utc(text: str, spec: str) -> float | None:
@@ -58,7 +63,11 @@ def parse_attacker(spec: str) -> AttackerRule:
     except ValueError as exc:
         raise ConfigError(f"attacker rule {spec!r}: {ip_text!r} is not an IP address or "
                           "network; expected IP[=class][@START,END]") from exc
-    label, attack = normalise_label(cls) if has_class and cls.strip() else (1, DEFAULT_ATTACK_CLASS)
+    named = bool(has_class and cls.strip())
+    try:
+        label, attack = normalise_label(cls) if named else (1, DEFAULT_ATTACK_CLASS)
+    except JanusError as exc:  # a class of punctuation only
+        raise ConfigError(f"attacker rule {spec!r}: class {cls!r} is not a class name") from exc
     if label != 1:
         raise ConfigError(f"attacker rule {spec!r}: class {cls!r} is not an attack class")
     start = end = None
@@ -69,23 +78,24 @@ def parse_attacker(spec: str) -> AttackerRule:
         start, end = _iso_utc(a, spec), _iso_utc(b, spec)
         if start is not None and end is not None and end < start:
             raise ConfigError(f"attacker rule {spec!r}: window ends before it starts")
-    return AttackerRule(spec, network, attack, start, end)
+    return AttackerRule(spec, network, attack, start, end, named)
 
 
 def apply_attacker_rules(flows: pl.DataFrame, rules: Sequence[AttackerRule]
-                         ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Which flows a rule applies to (bool ``(N,)``) and their attack class (object ``(N,)``,
-    ``None`` elsewhere); the first matching rule wins. Also returns the number of flows each
-    rule labelled.
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Which flows a rule applies to (bool ``(N,)``), their attack class (object ``(N,)``,
+    ``None`` elsewhere) and whether the rule named that class (bool ``(N,)``); the first
+    matching rule wins. Also returns the number of flows each rule labelled.
 
     ``flows``: src_ip, dst_ip (text), start_time, end_time (Unix seconds).
     """
     n = flows.height
     out = np.full(n, None, dtype=object)
     taken = np.zeros(n, bool)
+    named = np.zeros(n, bool)
     counts: dict[str, int] = {}
     if not rules:
-        return taken, out, counts
+        return taken, out, named, counts
     addresses = pl.concat([flows["src_ip"], flows["dst_ip"]]).unique().drop_nulls().to_list()
     parsed = {}
     for text in addresses:
@@ -105,9 +115,10 @@ def apply_attacker_rules(flows: pl.DataFrame, rules: Sequence[AttackerRule]
             hit &= start <= rule.end
         new = hit & ~taken
         out[new] = rule.attack
+        named[new] = rule.named
         taken |= new
         counts[rule.spec] = int(new.sum())
-    return taken, out, counts
+    return taken, out, named, counts
 
 
 def parse_file_classes(file_classes: Mapping[str, str] | Iterable[str | tuple[str, str]] | None
@@ -144,11 +155,18 @@ def file_rule_labels(source_files: pl.Series, file_classes: list[tuple[str, str]
         hit = next((cls for glob, cls in file_classes
                     if fnmatch.fnmatchcase(path, glob) or fnmatch.fnmatchcase(name, glob)), None)
         if hit is not None:
-            per_file[path] = normalise_label(hit)
+            try:
+                per_file[path] = normalise_label(hit)
+            except JanusError as exc:
+                raise ConfigError(f"file class for {path}: {hit!r} is not a class name") from exc
             report[path] = per_file[path][1]
         elif by_folder and PurePath(path).parent.name:
             folder = PurePath(path).parent.name
-            per_file[path] = normalise_label(folder)
+            try:
+                per_file[path] = normalise_label(folder)
+            except JanusError as exc:
+                raise JanusError(f"{path}: folder name {folder!r} is not a class name; give "
+                                 "its files a --file-class") from exc
             report[folder] = per_file[path][1]
     hit = source_files.is_in(list(per_file)).fill_null(False).to_numpy()
     label = source_files.replace_strict({p: v[0] for p, v in per_file.items()}, default=-1,

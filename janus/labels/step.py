@@ -11,7 +11,11 @@ Sources, each optional, and how a flow's label is chosen:
 Rules are evaluated after the CSV join, and a flow takes the label of the first source in
 the precedence that labels it: by default ``ip_rule, csv, file`` -- an attacker rule the
 user wrote overrides the CSV (whose CICFlowMeter faults are known), and a whole-capture
-file rule only fills in flows neither labelled. Disagreements are counted in the report.
+file rule only fills in flows neither labelled. An attacker rule that names no class says
+only *attack*: a flow it takes keeps the attack class of the next source in the precedence
+that calls it an attack with a class (CICDDoS2019's ``--attacker 172.16.0.5`` keeps the
+CSV's ``drdos_dns``, ``syn``, ...; label_source is then that source), and gets ``attack``
+only where none does. Disagreements are counted in the report.
 A flow no source labels gets ``default``: ``unknown`` -> label -1, class ``unknown``,
 label_source ``none``; ``benign`` -> label 0, class ``benign``, label_source ``default``.
 No flow is ever dropped: labels.parquet is row-aligned with flows.parquet.
@@ -50,6 +54,8 @@ LABELS_REPORT_FILE = contract.LABELS_REPORT_FILE
 SOURCES = ("csv", "ip_rule", "file")
 DEFAULT_PRECEDENCE = ("ip_rule", "csv", "file")
 DEFAULT_TOLERANCE_S = 120.0
+#: ``label`` of CSV rows whose label text has no letter or digit (left out, counted).
+BAD_LABEL = -2
 _FLOW_COLUMNS = ("flow_id", "src_ip", "dst_ip", "src_port", "dst_port", "proto",
                  "start_time", "end_time", "source_file")
 
@@ -121,6 +127,11 @@ def csv_labels(flows: pl.DataFrame, paths: Sequence[Path], *, time_offset: str |
         files.append({"path": str(path), "rows": lc.rows_total, "blank_rows": lc.rows_blank,
                       "timestamp_format": lc.timestamp_format,
                       "twelve_hour_suspect": lc.twelve_hour_suspect})
+        if lc.rows_total == 0:
+            log.warning("%s: a header and no rows; it labels no flow", path)
+        elif lc.table.height == 0:
+            log.warning("%s: all %d rows are blank (no label); it labels no flow", path,
+                        lc.rows_total)
         if lc.twelve_hour_suspect:
             log.warning("%s: d/m/y times with no AM/PM and no hour above 12; rows with hour "
                         "1..11 are also tried 12 h later", path)
@@ -129,7 +140,12 @@ def csv_labels(flows: pl.DataFrame, paths: Sequence[Path], *, time_offset: str |
     rows = pl.concat(parts).with_row_index("row_id").with_columns(
         time=pl.col("time") - utc_offset_hours * 3600.0)
     raws = rows["raw_label"].unique().to_list()  # a few dozen distinct spellings
-    names = [normalise_label(raw) for raw in raws]
+    names = []
+    for raw in raws:
+        try:
+            names.append(normalise_label(raw))
+        except JanusError:  # no letter or digit: a damaged row, not a class
+            names.append((BAD_LABEL, None))
     rows = rows.join(pl.DataFrame({
         "raw_label": pl.Series(raws, dtype=pl.String),
         "label": pl.Series([n[0] for n in names], dtype=pl.Int8),
@@ -156,6 +172,12 @@ def csv_labels(flows: pl.DataFrame, paths: Sequence[Path], *, time_offset: str |
              diag["rows_matched"], applied, time_offset)
     rows = rows.with_columns(time=pl.col("time") - applied * 3600.0)
 
+    bad = rows.filter(pl.col("label") == BAD_LABEL)
+    if bad.height:
+        first = bad.row(0, named=True)
+        log.warning("%s: line %d: label %r is not a class name; %d such rows are left out "
+                    "(unmatched_reasons.bad_label)", paths[first["file"]], first["line"],
+                    first["raw_label"], bad.height)
     known = rows.filter(pl.col("label") >= 0)
     matched = join.match_rows(known, keyed_flows, tolerance_s).join(
         known.select("row_id", "label", "attack"), on="row_id")
@@ -177,8 +199,10 @@ def csv_labels(flows: pl.DataFrame, paths: Sequence[Path], *, time_offset: str |
     for entry in files:
         entry.setdefault("rows_matched", 0)
     reasons = _counts(matched["reason"])
-    if rows.height > known.height:
-        reasons["unknown_label"] = rows.height - known.height
+    if rows.height > known.height + bad.height:
+        reasons["unknown_label"] = rows.height - known.height - bad.height
+    if bad.height:
+        reasons["bad_label"] = bad.height
     report = {
         "files": files,
         "rows": rows.height,
@@ -235,14 +259,16 @@ def label_dataset(
 
     report: dict = {"data": str(data_dir), "n_flows": n}
     sources: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    generic: dict[str, np.ndarray] = {}  # flows a source calls an attack without a class
     if paths and n:
         hit, lab, att, report["csv"] = csv_labels(
             flows, paths, time_offset=time_offset, tolerance_s=tolerance_s,
             utc_offset_hours=utc_offset_hours)
         sources["csv"] = (hit, lab, att)
     if rules:
-        hit, att, report["ip_rules"] = apply_attacker_rules(flows, rules)
+        hit, att, named, report["ip_rules"] = apply_attacker_rules(flows, rules)
         sources["ip_rule"] = (hit, np.where(hit, 1, -1).astype(np.int8), att)
+        generic["ip_rule"] = hit & ~named
     if globs or by_folder:
         hit, lab, att, report["file_rules"] = file_rule_labels(flows["source_file"], globs,
                                                                by_folder)
@@ -257,18 +283,32 @@ def label_dataset(
     attack = np.full(n, d_attack, object)
     source = np.full(n, d_source, object)
     taken = np.zeros(n, bool)
+    unnamed = np.zeros(n, bool)  # the winning source called the flow an attack, no class
     order = [s for s in precedence if s in sources]
+    for name in SOURCES:
+        generic.setdefault(name, np.zeros(n, bool))
     overridden = {}
     for rank, name in enumerate(order):
         hit, lab, att = sources[name]
         new = hit & ~taken
         label[new], attack[new], source[new] = lab[new], att[new], name
+        unnamed[new] = generic[name][new]
         for winner in order[:rank]:  # flows this source labelled differently from a winner
-            both = hit & sources[winner][0]
-            differ = both & ((lab != sources[winner][1]) | (att != sources[winner][2]))
+            w_hit, w_lab, w_att = sources[winner]
+            # A class differs only where both sources name one.
+            classes = (att != w_att) & ~generic[name] & ~generic[winner]
+            differ = hit & w_hit & ((lab != w_lab) | classes)
             if differ.any():
                 overridden[f"{name}_overridden_by_{winner}"] = int(differ.sum())
         taken |= hit
+    class_from: dict[str, int] = {}
+    for name in order:  # an unnamed attack takes the class of the next source naming one
+        hit, lab, att = sources[name]
+        fill = unnamed & hit & (lab == 1) & ~generic[name]
+        if fill.any():
+            attack[fill], source[fill] = att[fill], name
+            unnamed &= ~fill
+            class_from[name] = int(fill.sum())
 
     report.update({
         "precedence": order,
@@ -279,6 +319,7 @@ def label_dataset(
         "classes": _counts(attack),
         "label_source": _counts(source),
         "overridden": overridden,
+        "unnamed_attack_class_from": class_from,
     })
     table = pa.table({
         "flow_id": pa.array(np.arange(n, dtype=np.int64)),
@@ -308,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "Label (GeneratedLabelledFlows / TrafficLabelling); a folder means its *.csv")
     p.add_argument("--attacker", action="append", default=[], metavar="SPEC",
                    help="IP[=class][@START,END]: flows from/to IP (or CIDR network) overlapping "
-                   "the ISO-8601 UTC window are attacks of class (default 'attack'); repeatable, "
-                   "first match wins")
+                   "the ISO-8601 UTC window are attacks of class; without a class they keep "
+                   "the attack class another source (a CSV) gives them, else 'attack'; "
+                   "repeatable, first match wins")
     p.add_argument("--by-folder", action="store_true",
                    help="the parent folder of each capture file is its class (CICIoT2023 "
                    "layout; Benign_Final -> benign)")
