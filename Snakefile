@@ -6,7 +6,7 @@
 #   snakemake --report results/report.html                  # after a run
 
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -14,7 +14,8 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# common.smk types --config overrides and validates the config against
+# workflow/schemas/config.schema.yaml before anything reads it.
 
 
 report: "workflow/report/workflow.rst"

@@ -241,8 +241,37 @@ def test_schema_rejects_with_key_named(wf, config, expected):
     out = _snakemake(wf, "-n", "--cores", "1", "--configfile", str(bad))
     text = out.stdout + out.stderr
     assert out.returncode != 0
-    assert "Error validating config file" in text
+    assert "config key " in text
     assert expected in text, text[-3000:]
+    assert len(text.splitlines()) < 12, text  # one message, not the schema dump
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train={epochs: 3}", "--epochs 3 --batch-size 128"),  # a number in a section
+    ("seeds=[7]", "--seed 7 "),  # a list
+    ("cross_dataset=false", None),  # a boolean: the diagonal only
+])
+def test_config_overrides_take_the_schema_types(wf, override, expected):
+    out = _snakemake(wf, "-n", "-p", "--cores", "1", "--config", override)
+    assert out.returncode == 0, out.stderr[-3000:]
+    if expected is not None:
+        assert expected in out.stdout
+    else:
+        counts = _job_counts(out.stdout)
+        full = _job_counts(_snakemake(wf, "-n", "--cores", "1").stdout)
+        assert counts["score"] == full["score"] and counts["evaluate"] == full["evaluate"]
+        assert "results/scores/janus/office/iot/" not in out.stdout
+        assert "results/scores/janus/office/office/" in out.stdout
+
+
+def test_config_error_is_short_and_names_the_key(wf):
+    out = _snakemake(wf, "-n", "--cores", "1", "--config", "trian={epochs: 3}")
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "config key (top level)" in text and "'trian' was unexpected" in text
+    assert len(text.splitlines()) < 12, text  # not the schema dump of the whole config
+    out = _snakemake(wf, "-n", "--cores", "1", "--config", "train={epochs: many}")
+    assert "config key train.epochs: 'many' is not of type 'integer'" in out.stdout + out.stderr
 
 
 def test_config_hash_and_fingerprint(tmp_path):

@@ -8,9 +8,104 @@ from pathlib import Path
 
 from snakemake.io import report as report_page
 from snakemake.logging import logger
+from snakemake.utils import validate
 
 from janus.baselines import DETECTORS as BASELINE_CLASSES
 from janus.workflow_config import config_hash, package_version
+
+# --------------------------------------------------------------------------- config
+# Validated here rather than in the Snakefile: `--config` values arrive as strings
+# (`--config train='{epochs: 3}'` gives {"epochs": "3"}), so they are first given the types
+# the schema asks for, and a schema error is reported as one line naming its key instead of
+# Snakemake's dump of the whole schema.
+
+CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _resolve(schema, root):
+    while isinstance(schema, dict) and "$ref" in schema:
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema if isinstance(schema, dict) else {}
+
+
+def _allows_string(schema, root):
+    """Whether a string is a valid kind of value here (then a --config string stays one)."""
+    schema = _resolve(schema, root)
+    options = schema.get("oneOf", []) + schema.get("anyOf", [])
+    if options:
+        return any(_allows_string(option, root) for option in options)
+    if "const" in schema or "enum" in schema:
+        values = [schema["const"]] if "const" in schema else schema["enum"]
+        return any(isinstance(v, str) for v in values)
+    kinds = schema.get("type")
+    if kinds is None:
+        return True
+    return "string" in ([kinds] if isinstance(kinds, str) else kinds)
+
+
+def _child(schema, key, root):
+    schema = _resolve(schema, root)
+    if isinstance(key, int):
+        return schema.get("items", {})
+    if key in schema.get("properties", {}):
+        return schema["properties"][key]
+    extra = schema.get("additionalProperties", {})
+    return extra if isinstance(extra, dict) else {}
+
+
+def typed_override(value, schema, root):
+    """A --config value with the types the schema asks for: '3' -> 3, 'false' -> False,
+    '[1]' -> [1], recursively; strings where the schema allows strings stay strings."""
+    import yaml
+
+    if isinstance(value, str) and not _allows_string(schema, root):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    if isinstance(value, dict):
+        return {
+            k: typed_override(v, _child(schema, k, root), root)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [typed_override(v, _child(schema, 0, root), root) for v in value]
+    return value
+
+
+def _merge(base, extra):
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def check_config(config):
+    """Type the --config overrides, then validate against the schema (filling defaults);
+    the first error names its key and what was wrong, in one line."""
+    import jsonschema
+    import yaml
+
+    root = yaml.safe_load(CONFIG_SCHEMA.read_text())
+    overrides = dict(workflow.config_settings.config or {})
+    _merge(config, typed_override(overrides, root, root))
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(root).iter_errors(config)
+    )
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ValueError(
+            f"config key {where}: {error.message} (see the key's description in "
+            f"workflow/schemas/config.schema.yaml)"
+        )
+    validate(config, str(CONFIG_SCHEMA))
+
+
+check_config(config)
 
 # --------------------------------------------------------------------------- names
 
