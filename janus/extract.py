@@ -9,8 +9,10 @@ assembles bidirectional flows (:mod:`janus.flows`) and writes, each atomically:
   tensor is never held in memory);
 * ``flows.parquet`` -- :data:`janus.contract.FLOW_COLUMNS`, one row per flow;
 * ``flow_features.parquet`` -- ``flow_id`` + the 20 features (:mod:`janus.features`);
-* ``extract_stats.json`` -- written last: packets read per file, packets skipped by reason,
-  totals, end reasons, the parameters, the wall time and its split into phases (startup:
+* ``extract_stats.json`` -- written last: packets read per file, packets skipped by reason
+  (and bytes skipped over damage, see :mod:`janus.pcap`), totals, end reasons, the timestamps
+  the flow assembler's clock guard clamped or stepped over (``timestamps``, see
+  :mod:`janus.flows`), the parameters, the wall time and its split into phases (startup:
   loading the compiled kernels, once per process; read + decode; flow assembly; features;
   writing), and packets/s with and without the startup phase.
 
@@ -193,12 +195,17 @@ def extract(
     active_timeout: float | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_MB << 20,
     labels: Sequence[str | os.PathLike] | None = None,
+    strict: bool = False,
 ) -> dict:
     """Extract ``paths`` (one continuous stream, in order) into ``out_dir``.
 
+    ``strict``: stop at the first damaged record or block of a capture instead of skipping
+    to the next valid one (:func:`janus.pcap.iter_capture`).
+
     Returns the summary written to ``extract_stats.json``. Raises :class:`JanusError` for a
     missing or unreadable capture (:class:`janus.errors.CaptureError` from the reader names
-    the file and byte offset) and :class:`ConfigError` for bad parameters.
+    the file and byte offset), an ``out_dir`` that is a file, and :class:`ConfigError` for bad
+    parameters.
     """
     from .pcap import NON_PACKET_SKIP_KEYS, iter_capture
 
@@ -211,8 +218,13 @@ def extract(
     if chunk_bytes < 1 << 16:
         raise ConfigError(f"chunk size must be at least 64 KiB, got {chunk_bytes} bytes")
     out_dir = Path(out_dir)
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists() and not folder.is_dir():
+            raise JanusError(f"{out_dir}: --out must be a folder, but {folder} is an existing file;"
+                             " name a new or existing folder")
     t0 = time.perf_counter()
-    asm = FlowAssembler(max_packets, idle_timeout, active_timeout)  # checks the parameters
+    # Checks the parameters.
+    asm = FlowAssembler(max_packets, idle_timeout, active_timeout, sources=paths)
     load_runtime()
 
     sizes = [Path(p).stat().st_size for p in paths]
@@ -234,7 +246,8 @@ def extract(
     with _progress(sum(sizes)) as bar:
         for index, (path, size) in enumerate(zip(paths, sizes)):
             kept, shown = 0, 0
-            for batch in iter_capture(path, file_index=index, skips=skips, chunk_bytes=chunk_bytes):
+            for batch in iter_capture(path, file_index=index, skips=skips, chunk_bytes=chunk_bytes,
+                                      strict=strict):
                 lap("read")
                 asm.add(batch)
                 kept += len(batch)
@@ -273,11 +286,13 @@ def extract(
             "packets_in_flows_truncated": int((res.n_packets > res.lengths).sum()),
         },
         "end_reasons": {r: int(reasons.get(r, 0)) for r in END_REASONS},
+        "timestamps": _timestamp_summary(asm.timestamp_stats, paths),
         "parameters": {
             "max_packets": max_packets,
             "idle_timeout_s": idle_timeout,
             "active_timeout_s": active_timeout,
             "chunk_bytes": chunk_bytes,
+            "strict": strict,
         },
         "wall_time_s": round(wall, 3),
         "phase_time_s": {k: round(v, 3) for k, v in phase.items()},
@@ -299,6 +314,13 @@ def extract(
 
         label_dataset(out_dir, csv=[str(c) for c in labels])
     return summary
+
+
+def _timestamp_summary(stats: dict, paths: Sequence[str]) -> dict:
+    """:attr:`FlowAssembler.timestamp_stats` with each first packet's file named."""
+    out = dict(stats)
+    out["first"] = {k: {**v, "file": paths[v["file_index"]]} for k, v in stats["first"].items()}
+    return out
 
 
 def _rate(packets: int, seconds: float) -> float | None:
@@ -362,6 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "packet (default: never)")
     parser.add_argument("--chunk-mb", type=float, default=DEFAULT_CHUNK_MB, metavar="MB",
                         help="capture bytes decoded per batch; bounds memory (default %(default)s)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop with an error at the first damaged record or block of a capture "
+                        "(default: warn, skip to the next valid record and count the skipped bytes "
+                        f"in {STATS_FILE})")
     parser.add_argument("--labels", nargs="+", type=Path, default=None, metavar="CSV",
                         help="CIC flow CSVs to label the flows with (runs 'janus labels' afterwards); "
                         "put this option after the captures")
@@ -389,6 +415,7 @@ def run(args: argparse.Namespace) -> int:
     extract(
         captures, args.out, max_packets=args.max_packets, idle_timeout=args.idle_timeout,
         active_timeout=args.active_timeout, chunk_bytes=int(args.chunk_mb * (1 << 20)), labels=args.labels,
+        strict=args.strict,
     )
     return 0
 

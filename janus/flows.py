@@ -24,7 +24,27 @@ Semantics (one flow = one row of ``flows.parquet`` and one ``(T, 9)`` slice of t
   ``"idle"`` if the clock had already passed their idle timeout. Measuring idleness against
   the clock (not against the arriving packet's own time) makes expiry at batch ends exactly
   equivalent to expiry at the next packet, so results do not depend on how the input is
-  chunked, even when timestamps step backwards.
+  chunked, even when timestamps step backwards (the timestamp guard below looks ahead
+  across batch ends too: a packet it must judge near a batch's end waits for the next batch).
+* **Timestamps.** One bad timestamp must not expire every flow, so the clock only follows
+  timestamps that the packets after them confirm. A packet dated more than
+  ``max_clock_jump`` seconds (default: ``idle_timeout``, the jump that would by itself expire
+  every open flow) after the clock is *confirmed* when at least :data:`CLOCK_CONFIRM` of the
+  :data:`CLOCK_LOOKAHEAD` packets after it are dated no earlier than its time less
+  ``max_clock_jump`` (a real silence or a forward clock step: the clock jumps, flows idle out
+  as they should); otherwise it is a lone outlier (a corrupt or far-future record) and is
+  given the clock's time (``clamped_ahead``), so it stays in its flow without moving the
+  clock. A packet dated more than ``max_clock_jump`` before the clock is confirmed when at
+  least as many of the packets after it stay within ``max_clock_jump`` after its time: the
+  capture's clock was stepped back (NTP), and from there on every timestamp is read shifted
+  forward by the step, so the clock carries on from where it was and no flow breaks
+  (``steps_back``; the flows still report the capture's own timestamps). Unconfirmed, it is
+  given the clock's time (``clamped_behind``). Near the end of the stream, where fewer than
+  :data:`CLOCK_LOOKAHEAD` packets follow, all of those that follow must confirm (the last
+  packet is taken as it is). Absolute bounds (say, before 1990) are deliberately not used:
+  devices without a real-time clock write whole captures dated 1970, and synthetic captures
+  often start at 0. :attr:`FlowAssembler.timestamp_stats` counts each kind, and
+  :meth:`FlowAssembler.finish` warns once per kind with the first packet concerned.
 * **Per-flow record.** The first ``T`` packets' 9 channels in :data:`janus.contract.CHANNELS`
   order (``iat`` = seconds since the newest earlier packet of the flow, clamped at 0 so that a
   slightly reordered capture never yields negative gaps; 0 for the first packet) and
@@ -40,8 +60,10 @@ clock) are moved to compact output buffers (only their kept packet rows, no padd
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numba
 import numpy as np
@@ -63,6 +85,8 @@ from .contract import (
 )
 from .errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 _PROTO_TCP = 6
 REASON_FIN, REASON_RST, REASON_IDLE, REASON_ACTIVE, REASON_NEW_SYN, REASON_EOF = (
     END_REASONS.index(r) for r in ("fin", "rst", "idle", "active", "new_syn", "eof")
@@ -71,8 +95,19 @@ REASON_FIN, REASON_RST, REASON_IDLE, REASON_ACTIVE, REASON_NEW_SYN, REASON_EOF =
 # Columns of the per-slot integer state ``st_i`` (int64) and float state ``st_f`` (float64).
 _I_LEN, _I_NPK, _I_NBYTES, _I_SEQ, _I_FILE, _I_INIT_A, _I_FINS, _I_EST, _I_REASON, _I_DONE = range(10)
 _N_I = 10
-_F_START, _F_LAST = range(2)
-_N_F = 2
+# Start and newest time on the assembler's clock (see "Timestamps" in the module docstring),
+# and the same two as the capture's own timestamps (what the output reports).
+_F_START, _F_LAST, _F_RAW_START, _F_RAW_END = range(4)
+_N_F = 4
+# Timestamp guard: packets looked ahead at a jump, how many of them must confirm it; the
+# counters (``tstats``) and first-packet records (``tfirst``: stream position, timestamp,
+# file index per kind) it keeps.
+CLOCK_LOOKAHEAD = 16
+CLOCK_CONFIRM = 8
+_T_AHEAD, _T_BEHIND, _T_STEP_BACK = range(3)
+_T_KINDS = ("clamped_ahead", "clamped_behind", "steps_back")
+# kernel stop codes
+_DONE, _NO_SLOT, _NEED_LOOKAHEAD = range(3)
 # Bits of ``_I_FINS``: FIN seen from the initiator / from the responder.
 _FIN_FWD, _FIN_BWD = 1, 2
 
@@ -274,16 +309,61 @@ def _rebuild_table(tab, slots, slot_hash):  # pragma: no cover - compiled
 # (~1 us each), so the loop is compiled with numba; key canonicalisation and hashing around
 # it stay vectorised NumPy.
 @numba.njit(cache=True, nogil=True)
+def _confirmations(ts, i, offset, lo, hi, look):  # pragma: no cover - compiled
+    """(how many of the ``look`` packets after ``i`` have a clock time in ``[lo, hi]``, how
+    many were looked at)."""
+    n = ts.shape[0]
+    c = 0
+    m = 0
+    for j in range(i + 1, min(n, i + 1 + look)):
+        m += 1
+        u = ts[j] + offset
+        if lo <= u <= hi:
+            c += 1
+    return c, m
+
+
+@numba.njit(cache=True, nogil=True)
 def _assemble(
     start, keys, hashes, src_is_a, ts, wire_len, flags, win, proto, file_index, seq0,
-    tab, slot_key, slot_hash, st_i, st_f, pk, free, n_free, alloc, n_alloc, clock,
-    max_packets, idle_timeout, active_timeout,
+    tab, slot_key, slot_hash, st_i, st_f, pk, free, n_free, alloc, n_alloc, clock, offset,
+    max_packets, idle_timeout, active_timeout, max_jump, look, confirm, final, tstats, tfirst,
 ):  # pragma: no cover - compiled
-    """Feed packets ``start..n-1`` into the slot state. Returns ``(next, clock, n_free, n_alloc)``;
-    ``next < n`` means the free-slot stack ran dry at packet ``next`` (caller grows and resumes)."""
+    """Feed packets ``start..n-1`` into the slot state.
+
+    Returns ``(next, status, clock, offset, n_free, n_alloc)``. ``status`` ``_NO_SLOT``: the
+    free-slot stack ran dry at packet ``next`` (caller grows and resumes); ``_NEED_LOOKAHEAD``:
+    packet ``next`` jumps the clock and fewer than ``look`` packets follow it in this batch
+    (caller feeds ``next..n-1`` again with the next batch, or with ``final`` at the end).
+    """
     n = ts.shape[0]
+    inf = np.inf
     for i in range(start, n):
-        t = ts[i]
+        raw = ts[i]
+        t = raw + offset
+        kind = -1
+        if clock > -inf and (t > clock + max_jump or t < clock - max_jump):
+            if not final and n - 1 - i < look:
+                return i, _NEED_LOOKAHEAD, clock, offset, n_free, n_alloc
+            if t > clock:  # ahead: confirmed when the next packets are about as late
+                c, m = _confirmations(ts, i, offset, t - max_jump, inf, look)
+                if c < min(confirm, m):
+                    kind = _T_AHEAD
+                    t = clock
+            else:  # behind: confirmed when the next packets stay about as early
+                c, m = _confirmations(ts, i, offset, -inf, t + max_jump, look)
+                if c < min(confirm, m):
+                    kind = _T_BEHIND
+                else:  # the clock was stepped back: carry on from the clock
+                    kind = _T_STEP_BACK
+                    offset += clock - t
+                t = clock
+            tstats[kind] += 1
+            if tstats[kind] == 1:
+                tfirst[kind, 0] = seq0 + i
+                tfirst[kind, 1] = raw
+                tfirst[kind, 2] = file_index[i]
+        r = t - offset  # the time reported: the packet's own, or the clock's for a clamped one
         clock = max(clock, t)
         f = flags[i]
         is_tcp = proto[i] == _PROTO_TCP
@@ -305,7 +385,7 @@ def _assemble(
                 s = -1
         if s < 0:
             if n_free == 0:
-                return i, clock, n_free, n_alloc
+                return i, _NO_SLOT, clock, offset, n_free, n_alloc
             n_free -= 1
             s = free[n_free]
             alloc[n_alloc] = s
@@ -328,6 +408,8 @@ def _assemble(
             st_i[s, _I_DONE] = 0
             st_f[s, _F_START] = t
             st_f[s, _F_LAST] = t
+            st_f[s, _F_RAW_START] = r
+            st_f[s, _F_RAW_END] = r
         backward = (st_i[s, _I_INIT_A] != 0) != src_is_a[i]
         pos = st_i[s, _I_LEN]
         if pos < max_packets:
@@ -346,6 +428,7 @@ def _assemble(
         st_i[s, _I_NPK] += 1
         st_i[s, _I_NBYTES] += wire_len[i]
         st_f[s, _F_LAST] = max(st_f[s, _F_LAST], t)
+        st_f[s, _F_RAW_END] = max(st_f[s, _F_RAW_END], r)
         if is_tcp:
             if (f & TCP_SYN) == 0:
                 st_i[s, _I_EST] = 1
@@ -356,7 +439,7 @@ def _assemble(
                     st_i[s, _I_FINS] |= _FIN_BWD if backward else _FIN_FWD
                     if st_i[s, _I_FINS] == (_FIN_FWD | _FIN_BWD):
                         st_i[s, _I_REASON] = REASON_FIN
-    return n, clock, n_free, n_alloc
+    return n, _DONE, clock, offset, n_free, n_alloc
 
 
 # Moving finished flows out of the slot array and into the compact output buffers copies only
@@ -378,7 +461,10 @@ class FlowAssembler:
     """Assemble flows from a stream of :class:`PacketBatch` (see the module docstring).
 
     ``max_packets`` is ``T``; timeouts are in seconds (``active_timeout=None``: never split a
-    flow for its length). Call :meth:`add` with batches in capture order, then :meth:`finish`.
+    flow for its length). ``max_clock_jump`` (seconds, default ``idle_timeout``) is how far a
+    timestamp may lie from the clock before the next packets must confirm it (see
+    "Timestamps" in the module docstring). Call :meth:`add` with batches in capture order,
+    then :meth:`finish`; :attr:`timestamp_stats` then counts the timestamps handled.
     """
 
     def __init__(
@@ -386,7 +472,12 @@ class FlowAssembler:
         max_packets: int = DEFAULT_MAX_PACKETS,
         idle_timeout: float = 120.0,
         active_timeout: float | None = None,
+        max_clock_jump: float | None = None,
+        *,
+        sources: list[str] | None = None,
     ) -> None:
+        # ``sources``: the name of each file index, for the warnings only.
+        self._sources = sources
         # ConfigError is a ValueError that the CLI prints as one line; the option names are
         # those of `janus extract`, the only place users set these.
         if max_packets < 1:
@@ -398,7 +489,14 @@ class FlowAssembler:
         self.max_packets = int(max_packets)
         self.idle_timeout = float(idle_timeout)
         self.active_timeout = math.inf if active_timeout is None else float(active_timeout)
+        if max_clock_jump is not None and not max_clock_jump > 0:
+            raise ConfigError(f"max_clock_jump must be > 0 seconds or None, got {max_clock_jump}")
+        self.max_clock_jump = self.idle_timeout if max_clock_jump is None else float(max_clock_jump)
         self._clock = -math.inf
+        self._offset = 0.0  # seconds added to every timestamp since the clock stepped back
+        self._tstats = np.zeros(len(_T_KINDS), np.int64)
+        self._tfirst = np.full((len(_T_KINDS), 3), -1.0)
+        self._pending: PacketBatch | None = None  # packets waiting for their lookahead
         self._seq = 0  # packets consumed so far (global first-packet order)
         self._finished = False
         # Slot state; a slot holds one active (or just-ended) flow.
@@ -428,13 +526,38 @@ class FlowAssembler:
         """Flows currently held in memory (not yet moved to the output buffers)."""
         return int(self._inuse.sum())
 
+    @property
+    def timestamp_stats(self) -> dict:
+        """What the timestamp guard did so far: packets whose timestamp was replaced by the
+        clock's (``clamped_ahead``: unconfirmed jump forward, ``clamped_behind``: unconfirmed
+        jump back), confirmed backward clock steps (``steps_back``) and the seconds they
+        stepped back in all (``steps_back_s``); ``first`` gives, for each kind seen, the
+        first packet's position in the stream (0-based), its own timestamp and file index."""
+        out: dict = {k: int(v) for k, v in zip(_T_KINDS, self._tstats)}
+        out["steps_back_s"] = round(self._offset, 6)
+        out["max_clock_jump_s"] = self.max_clock_jump
+        out["first"] = {k: {"packet": int(f[0]), "ts": float(f[1]), "file_index": int(f[2])}
+                        for k, f, c in zip(_T_KINDS, self._tfirst, self._tstats) if c}
+        return out
+
     def add(self, batch: PacketBatch) -> None:
-        """Feed the next packets of the stream (in capture order)."""
+        """Feed the next packets of the stream (in capture order).
+
+        Up to :data:`CLOCK_LOOKAHEAD` packets at the batch's end may be held back until the
+        next call (or :meth:`finish`): a packet that jumps the clock is judged by the
+        packets after it.
+        """
         if self._finished:
             raise RuntimeError("FlowAssembler.add() after finish()")
-        n = len(batch)
-        if n == 0:
+        if len(batch) == 0:
             return
+        if self._pending is not None:
+            batch = PacketBatch.concat([self._pending, batch])
+            self._pending = None
+        self._feed(batch, final=False)
+
+    def _feed(self, batch: PacketBatch, final: bool) -> None:
+        n = len(batch)
         keys, src_is_a, hashes = _keys_and_hashes(
             np.ascontiguousarray(batch.src_ip, np.uint64), np.ascontiguousarray(batch.dst_ip, np.uint64),
             batch.src_port, batch.dst_port, batch.proto, _hash_seed(0))
@@ -444,30 +567,53 @@ class FlowAssembler:
         n_alloc, i = 0, 0
         flags = batch.tcp_flags.astype(np.uint8, copy=False)
         while True:
-            i, self._clock, self._n_free, n_alloc = _assemble(
+            i, status, self._clock, self._offset, self._n_free, n_alloc = _assemble(
                 i, keys, hashes, src_is_a, batch.ts.astype(np.float64, copy=False),
                 batch.wire_len.astype(np.int64, copy=False), flags,
                 batch.tcp_win.astype(np.float32, copy=False), batch.proto.astype(np.uint8, copy=False),
                 batch.file_index.astype(np.int32, copy=False), self._seq,
                 self._tab, self._slot_key, self._slot_hash, self._st_i, self._st_f, self._pk,
-                self._free, self._n_free, alloc, n_alloc,
-                self._clock, self.max_packets, self.idle_timeout, self.active_timeout,
+                self._free, self._n_free, alloc, n_alloc, self._clock, self._offset,
+                self.max_packets, self.idle_timeout, self.active_timeout,
+                self.max_clock_jump, CLOCK_LOOKAHEAD, CLOCK_CONFIRM, final, self._tstats, self._tfirst,
             )
-            if i >= n:
+            if status != _NO_SLOT:
                 break
             self._grow(2 * self._cap)
-        self._seq += n
+        if status == _NEED_LOOKAHEAD:
+            self._pending = batch.take(slice(i, None))
+        self._seq += i
         self._inuse[alloc[:n_alloc]] = True
         self._expire(final=False)
 
     def finish(self) -> FlowResult:
         """End every remaining flow and return all flows, ordered by start time."""
         if not self._finished:
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                self._feed(pending, final=True)
             self._expire(final=True)
             self._finished = True
+            self._warn_timestamps()
         return self._collect()
 
     # ----------------------------------------------------------------- internals
+    def _warn_timestamps(self) -> None:
+        st = self.timestamp_stats
+        what = {
+            "clamped_ahead": f"packet(s) dated more than {self.max_clock_jump:g} s after the capture"
+                             " clock, which the next packets do not confirm, were given the clock's time",
+            "clamped_behind": f"packet(s) dated more than {self.max_clock_jump:g} s before the capture"
+                              " clock, which the next packets do not confirm, were given the clock's time",
+            "steps_back": f"time(s) the capture's clock stepped back by more than {self.max_clock_jump:g} s"
+                          f" ({st['steps_back_s']:g} s in all); flows carry on across the step",
+        }
+        for kind, first in st["first"].items():
+            f = first["file_index"]
+            where = self._sources[f] if self._sources and 0 <= f < len(self._sources) else f"file {f}"
+            log.warning("%d %s (the first: packet %d of the stream, in %s, dated %s)",
+                        st[kind], what[kind], first["packet"], where, _date(first["ts"]))
+
     def _grow(self, cap: int) -> None:
         old = self._cap
         self._st_i = np.concatenate([self._st_i, np.zeros((cap - old, _N_I), np.int64)])
@@ -539,8 +685,8 @@ class FlowAssembler:
             "src_port": np.where(init_a, a_port, b_port),
             "dst_port": np.where(init_a, b_port, a_port),
             "proto": (key[:, 4] & np.uint64(0xFF)).astype(np.int16),
-            "start_time": st_f[done, _F_START].copy(),
-            "end_time": st_f[done, _F_LAST].copy(),
+            "start_time": st_f[done, _F_RAW_START].copy(),
+            "end_time": st_f[done, _F_RAW_END].copy(),
             "n_packets": st_i[done, _I_NPK].copy(),
             "n_bytes": st_i[done, _I_NBYTES].copy(),
             "end_reason": st_i[done, _I_REASON].astype(np.int8),
@@ -573,12 +719,20 @@ class FlowAssembler:
         )
 
 
+def _date(ts: float) -> str:
+    """``ts`` (Unix seconds) as UTC ISO text, or the number where no calendar date fits."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return f"{ts:g} s"
+
+
 def assemble_flows(
     batches, max_packets: int = DEFAULT_MAX_PACKETS, idle_timeout: float = 120.0,
-    active_timeout: float | None = None,
+    active_timeout: float | None = None, max_clock_jump: float | None = None,
 ) -> FlowResult:
     """Convenience: run a :class:`FlowAssembler` over an iterable of batches."""
-    asm = FlowAssembler(max_packets, idle_timeout, active_timeout)
+    asm = FlowAssembler(max_packets, idle_timeout, active_timeout, max_clock_jump)
     for batch in batches:
         asm.add(batch)
     return asm.finish()

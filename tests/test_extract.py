@@ -265,3 +265,57 @@ def test_load_runtime_loads_what_extraction_calls(split_capture, tmp_path):
     # The two walkers, the four assembler kernels, padding, features.
     assert sum(len(s) for s in got["loaded"].values()) >= 8
     assert list(got["phases"]) == ["startup", "read", "flows", "features", "write"]
+
+
+def test_out_naming_an_existing_file_is_one_line(split_capture, tmp_path, capsys):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me\n")
+    for out in (taken, taken / "ds"):
+        assert main([*map(str, split_capture), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        assert f"{taken} is an existing file" in err
+    assert taken.read_text() == "keep me\n"
+
+
+def _damaged_capture(tmp_path):
+    """Two 10-packet TCP sessions; one record dated 2096 inside the first, a corrupt record
+    length (and its record lost) inside the second."""
+    import struct
+
+    pk = _tcp_session(1_600_000_000.0, 40001) + _tcp_session(1_600_000_000.5, 40002)
+    pk.sort(key=lambda x: x[0])
+    ts = [t for t, _ in pk]
+    ts[3] = 3_978_000_000.0  # 2096
+    path = tmp_path / "damaged.pcap"
+    write_pcap(path, ts, [f for _, f in pk])
+    data = bytearray(path.read_bytes())
+    # The 16th record is the second session's 6th packet (PSH/ACK from the server).
+    off = 24 + sum(16 + len(f) for _, f in pk[:15])
+    data[off + 8: off + 12] = struct.pack("<I", 0xFFFFFF)
+    path.write_bytes(bytes(data))
+    return path, off, 16 + len(pk[15][1])
+
+
+def test_damaged_capture_keeps_flows_and_counts(tmp_path, caplog):
+    path, off, lost = _damaged_capture(tmp_path)
+    with caplog.at_level("WARNING"):
+        summary = extract([path], tmp_path / "ds")
+    assert summary["skipped"] == {"damaged_bytes_skipped": lost, "damaged_regions": 1}
+    assert summary["totals"]["packets_skipped"] == 0 and summary["totals"]["packets_kept"] == 19
+    ts = summary["timestamps"]
+    assert ts["clamped_ahead"] == 1 and ts["clamped_behind"] == ts["steps_back"] == 0
+    assert ts["first"]["clamped_ahead"]["file"] == str(path)
+    assert summary["parameters"]["strict"] is False
+    flows = pq.read_table(tmp_path / "ds" / FLOWS_FILE).to_pylist()
+    assert [f["n_packets"] for f in flows] == [10, 9] and [f["end_reason"] for f in flows] == ["fin", "fin"]
+    assert max(f["end_time"] for f in flows) < 1_600_000_002
+    assert f"record at byte {off} claims 16777215" in caplog.text and f"skipped {lost} bytes" in caplog.text
+
+
+def test_strict_stops_at_the_damage_in_one_line(tmp_path, capsys):
+    path, off, _ = _damaged_capture(tmp_path)
+    assert main([str(path), "--out", str(tmp_path / "ds"), "--strict"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"record at byte {off} claims 16777215" in err
+    assert not (tmp_path / "ds" / STATS_FILE).exists()

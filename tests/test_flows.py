@@ -8,6 +8,7 @@ import pytest
 from janus import flows as flows_mod
 from janus.batch import PacketBatch, ip_text_from_words, ip_words_from_text
 from janus.contract import ACK, DIRECTION, FIN, IAT, PSH, RST, SIZE, SYN, WIN
+from janus.errors import ConfigError
 from janus.flows import FlowAssembler, assemble_flows
 
 S, A, F, R, P = 0x02, 0x10, 0x01, 0x04, 0x08  # TCP flag bits
@@ -262,3 +263,108 @@ def test_compact_rows_and_padded_blocks_agree_with_the_tensor():
     for lo in range(0, len(res), 7):
         hi = min(len(res), lo + 7)
         assert res.padded_block(lo, hi, out=buf).tobytes() == res.packets[lo:hi].tobytes()
+
+
+# --------------------------------------------------------------------------- timestamp guard
+FAR = 3_978_000_000.0  # 2096-01-21: a corrupt far-future record
+B = ("10.0.0.3", 5000), ("10.0.0.4", 53)
+
+
+def _conversation(times, c=C, s=SV):
+    """UDP packets alternating direction at ``times``."""
+    return [(t, c if k % 2 == 0 else s, s if k % 2 == 0 else c, 17, 0, 100 + k)
+            for k, t in enumerate(times)]
+
+
+def _all_splits_equal(rows, **kw):
+    """The result of every two-batch split of ``rows`` equals the one-batch result."""
+    batch = make_batch(rows)
+    whole = assemble_flows([batch], **kw)
+    for cut in range(1, len(rows)):
+        _same(assemble_flows([batch.take(slice(0, cut)), batch.take(slice(cut, None))], **kw), whole)
+    return whole
+
+
+@pytest.mark.parametrize("n_bad", [1, 3, 7])
+def test_far_future_records_do_not_shatter_flows(n_bad, caplog):
+    t0 = 1_500_000_000.0
+    times = [t0 + k for k in range(20)]
+    for k in range(5, 5 + n_bad):
+        times[k] = FAR + k
+    rows = _conversation(times) + _conversation([t0 + 0.5 + k for k in range(20)], *B)
+    rows.sort(key=lambda r: min(r[0], FAR - 1) if r[0] < FAR else t0 + (r[0] - FAR))
+    asm = FlowAssembler(idle_timeout=10.0)
+    asm.add(make_batch(rows))
+    with caplog.at_level("WARNING", logger="janus.flows"):
+        res = asm.finish()
+    assert res.n_packets.tolist() == [20, 20] and reasons(res) == ["eof", "eof"]
+    assert res.start_time.tolist() == [t0, t0 + 0.5]
+    assert res.end_time.tolist() == [t0 + 19, t0 + 19.5]
+    # Each outlier took the clock's time: that of B's packet just before it (t0 + k - 0.5).
+    iat = res.packets[0, :20, IAT]
+    np.testing.assert_allclose(iat[5:6 + n_bad], [0.5] + [1.0] * (n_bad - 1) + [1.5], atol=1e-6)
+    st = asm.timestamp_stats
+    assert st["clamped_ahead"] == n_bad and st["clamped_behind"] == st["steps_back"] == 0
+    assert st["first"]["clamped_ahead"] == {"packet": 10, "ts": FAR + 5, "file_index": 0}
+    assert f"{n_bad} packet(s) dated more than 10 s after the capture clock" in caplog.text
+    assert "packet 10 of the stream, in file 0, dated 2096-01-21" in caplog.text
+
+
+def test_far_future_outlier_result_does_not_depend_on_batches():
+    times = [100.0 + k for k in range(30)]
+    times[12] = FAR
+    res = _all_splits_equal(_conversation(times), idle_timeout=10.0)
+    assert res.n_packets.tolist() == [30]
+
+
+def test_a_real_silence_still_ends_flows():
+    # 10 packets, 1000 s of silence, 10 more on the same key: two flows, nothing clamped.
+    times = [100.0 + k for k in range(10)] + [1100.0 + k for k in range(10)]
+    res = _all_splits_equal(_conversation(times), idle_timeout=10.0)
+    assert res.n_packets.tolist() == [10, 10] and reasons(res) == ["idle", "eof"]
+    assert res.start_time.tolist() == [100.0, 1100.0]
+    asm = FlowAssembler(idle_timeout=10.0)
+    asm.add(make_batch(_conversation(times)))
+    asm.finish()
+    assert asm.timestamp_stats["clamped_ahead"] == 0
+
+
+def test_clock_stepped_back_keeps_flows_whole(caplog):
+    # A's clock steps back 600 s after its 10th packet (NTP); B starts after the step.
+    a = [1000.0 + k for k in range(10)] + [1000.0 + k - 600 for k in range(10, 20)]
+    rows = _conversation(a) + _conversation([1000.0 + k - 600 + 0.5 for k in range(10, 20)], *B)
+    rows.sort(key=lambda r: r[0] + (600 if r[0] < 1000 else 0))
+    asm = FlowAssembler(idle_timeout=10.0)
+    asm.add(make_batch(rows))
+    with caplog.at_level("WARNING", logger="janus.flows"):
+        res = asm.finish()
+    # B's first packet sorts first: it starts at capture time 410.5, A at 1000.
+    assert res.n_packets.tolist() == [10, 20] and reasons(res) == ["eof", "eof"]
+    assert res.start_time.tolist() == [410.5, 1000.0] and res.end_time.tolist() == [419.5, 1009.0]
+    np.testing.assert_allclose(res.packets[1, 9:12, IAT], [1.0, 0.0, 1.0], atol=1e-6)
+    st = asm.timestamp_stats
+    assert st["steps_back"] == 1 and st["steps_back_s"] == 599.0 and st["clamped_behind"] == 0
+    assert "stepped back" in caplog.text
+    _all_splits_equal(rows, idle_timeout=10.0)
+
+
+def test_lone_record_from_the_past_is_clamped():
+    times = [1_500_000_000.0 + k for k in range(20)]
+    times[7] = 86400.0  # a record dated 1970
+    asm = FlowAssembler(idle_timeout=10.0)
+    asm.add(make_batch(_conversation(times)))
+    res = asm.finish()
+    assert res.n_packets.tolist() == [20] and res.start_time.tolist() == [times[0]]
+    assert asm.timestamp_stats["clamped_behind"] == 1
+    _all_splits_equal(_conversation(times), idle_timeout=10.0)
+
+
+def test_jumps_within_max_clock_jump_are_left_alone():
+    times = [100.0, 101.0, 109.0, 102.0, 103.0]  # 8 s ahead, then back: under 10 s
+    asm = FlowAssembler(idle_timeout=10.0)
+    asm.add(make_batch(_conversation(times)))
+    res = asm.finish()
+    assert res.end_time.tolist() == [109.0] and not any(
+        asm.timestamp_stats[k] for k in ("clamped_ahead", "clamped_behind", "steps_back"))
+    with pytest.raises(ConfigError, match="max_clock_jump"):
+        FlowAssembler(max_clock_jump=0)
