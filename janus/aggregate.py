@@ -6,19 +6,50 @@ labels argument and opens no labels file, which ``tests/test_evaluate.py`` check
 
 Methods (all: higher = more anomalous):
 
-* ``oas`` -- the paper's aggregator. The columns are first z-scored with the validation
-  mean and standard deviation, then a covariance is fitted with the Oracle Approximating
-  Shrinkage estimator (:class:`sklearn.covariance.OAS`) and the output is the Mahalanobis
-  distance ``sqrt((z - mu)^T P (z - mu))`` under its precision ``P``. Standardising first
-  matters: OAS shrinks towards ``trace(S)/d * I``, which only means "shrink towards
-  independence" when the columns share a scale (an NLL in nats and a squared norm do not).
-* ``ledoit_wolf`` -- the same with :class:`sklearn.covariance.LedoitWolf` shrinkage.
-* ``mahalanobis`` -- the same with the unshrunk empirical covariance, inverted with a
+* ``oas`` -- the default scalar: the Mahalanobis distance under the Oracle Approximating
+  Shrinkage covariance (:class:`sklearn.covariance.OAS`) of the z-scored columns, shaped by
+  :class:`AggregateOptions` (by default one-sided, without the exactly derived columns; see
+  below).
+* ``oas_paper`` -- the paper's aggregator, kept so that its choice stays reproducible: every
+  input column (all 10 for JANUS), z-scored with the validation mean and standard deviation,
+  OAS covariance, two-sided distance ``sqrt((z - mu)^T P (z - mu))``. It ignores the options.
+* ``ledoit_wolf`` -- as ``oas`` with :class:`sklearn.covariance.LedoitWolf` shrinkage.
+* ``mahalanobis`` -- as ``oas`` with the unshrunk empirical covariance, inverted with a
   pseudo-inverse so that a rank-deficient validation set (a constant column, ``n <= d``)
   still gives a distance instead of an error.
-* ``maxz`` -- ``max_j (x_j - mean_j) / std_j``: the largest *signed* z-score. Signed,
-  because every score column is oriented "higher = more anomalous", so an unusually low
-  score is not evidence of an attack.
+* ``maxz`` -- ``max_j (x_j - mean_j) / std_j`` over the columns ``oas`` uses: the largest
+  *signed* z-score: it grows with every score and never with a deficit, so it is
+  one-sided by construction and ``sided`` does not change it (a flow whose scores are all
+  below the centre keeps its negative rank instead of a tie at 0).
+
+Standardising first matters: OAS shrinks towards ``trace(S)/d * I``, which only means
+"shrink towards independence" when the columns share a scale (an NLL in nats and a squared
+norm do not).
+
+The options (:class:`AggregateOptions`; ``aggregate.*`` in the workflow config) shape the
+input and the form of every method but ``oas_paper``:
+
+* ``sided`` -- ``one`` (default): only the excess over the benign centre counts. Every score
+  is oriented "higher = more anomalous", so a flow whose scores are unusually *low* (a flow
+  the model finds easier than the benign ones) is no evidence of an attack, yet the two-sided
+  form ranks it as far out as one with equally high scores. The one-sided distance clips the
+  centred z-scores at 0 from below, ``u = max(z - mu, 0)``, then takes ``sqrt(u^T P u)``. It
+  clips in the columns' own coordinates, where "higher = more anomalous" holds, not in the
+  whitened ones, where it has no meaning; ``P`` is PSD, so the form stays a norm of ``u``.
+  ``two``: the paper's form.
+* ``collinear`` -- ``drop`` (default): leave out columns that are exact functions of others.
+  ``disc_nll_total`` is the sum of the six ``disc_nll_c`` and ``terminal_norm`` a per-flow,
+  length-weighted mean of ``terminal_flow`` and ``terminal_packet``
+  (:data:`DERIVED_COLUMNS`); each is dropped when all its parts are among the inputs. Any
+  other column that is an exact linear combination of the columns kept before it (residual
+  RMS below :data:`_COLLINEAR_TOL` of its standard deviation on the validation flows) is
+  dropped too. Such a column adds no information but a near-null covariance direction whose
+  tiny variance turns a rounding-level (or length-induced) deviation into a large distance.
+  ``keep``: use every input column.
+* ``transform`` -- ``none`` (default), ``log1p`` or ``log``: a per-column transform applied
+  before z-scoring, for nonnegative scores (squared norms, NLLs) with heavy right tails:
+  ``log1p(x)``, or ``log(x + eps_j)`` with ``eps_j`` = 1 % of the column's validation median
+  (so a score of 0 stays finite). A negative score is then an error.
 
 A column that is constant on the validation flows gets a scale of 1 instead of 0 (with a
 warning), so it contributes its raw deviation rather than an infinite one.
@@ -46,53 +77,167 @@ from .splits import load_splits
 log = logging.getLogger(__name__)
 
 #: Aggregation methods, in the column order of the output file.
-METHODS: tuple[str, ...] = ("oas", "maxz", "mahalanobis", "ledoit_wolf")
+METHODS: tuple[str, ...] = ("oas", "oas_paper", "maxz", "mahalanobis", "ledoit_wolf")
+#: Values of :attr:`AggregateOptions.sided`, :attr:`~AggregateOptions.collinear` and
+#: :attr:`~AggregateOptions.transform`.
+SIDES: tuple[str, ...] = ("one", "two")
+COLLINEAR: tuple[str, ...] = ("drop", "keep")
+TRANSFORMS: tuple[str, ...] = ("none", "log1p", "log")
+
+#: Score columns that are exact functions of other columns: name -> its parts.
+DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "disc_nll_total": tuple(c for c in contract.SCORE_COLUMNS if c.startswith("disc_nll_")
+                            and c != "disc_nll_total"),
+    "terminal_norm": ("terminal_flow", "terminal_packet"),
+}
 
 #: Validation standard deviations below this are treated as a constant column.
 _MIN_STD = 1e-12
+#: A column whose least-squares residual on the kept columns has an RMS below this (in units
+#: of its own validation std) is an exact linear combination of them.
+_COLLINEAR_TOL = 1e-8
+#: ``log`` transform offset, as a fraction of the column's validation median.
+_LOG_EPS = 0.01
+
+
+@dataclass(frozen=True)
+class AggregateOptions:
+    """How ``oas``, ``ledoit_wolf``, ``mahalanobis`` and ``maxz`` treat the score vector (see
+    the module docstring); ``oas_paper`` ignores them."""
+
+    sided: str = "one"
+    collinear: str = "drop"
+    transform: str = "none"
+
+    def __post_init__(self) -> None:
+        for key, value, allowed in (("sided", self.sided, SIDES),
+                                    ("collinear", self.collinear, COLLINEAR),
+                                    ("transform", self.transform, TRANSFORMS)):
+            if value not in allowed:
+                raise JanusError(f"aggregate option {key}={value!r} is not one of "
+                                 f"{list(allowed)}")
+
+
+#: What ``oas_paper`` uses whatever the options: the paper's aggregator.
+PAPER_OPTIONS = AggregateOptions(sided="two", collinear="keep", transform="none")
 
 
 @dataclass
 class Aggregator:
     """A fitted aggregator: maps a score matrix ``(N, d)`` to scalars ``(N,)``.
 
-    ``mean``/``std`` (``(d,)``) z-score the columns; ``precision`` (``(d, d)``, in z units)
-    is ``None`` for ``maxz``. ``stats`` holds what the log reports (shrinkage, spectrum).
+    ``keep`` (``(k,)`` indices into the ``d`` input ``columns``) selects the columns used;
+    ``offset`` (``(k,)``) is the ``log`` transform's ``eps``; ``mean``/``std`` (``(k,)``)
+    z-score the transformed columns; ``precision`` (``(k, k)``, in z units) is ``None`` for
+    ``maxz``. ``stats`` holds what the log reports (columns used, shrinkage, spectrum).
     """
 
     method: str
     columns: tuple[str, ...]
+    options: AggregateOptions
+    keep: np.ndarray
+    offset: np.ndarray
     mean: np.ndarray
     std: np.ndarray
     precision: np.ndarray | None = None
-    location: np.ndarray | None = None  # (d,) covariance estimator's centre, z units
+    location: np.ndarray | None = None  # (k,) covariance estimator's centre, z units
     stats: dict = field(default_factory=dict)
+
+    @property
+    def used(self) -> tuple[str, ...]:
+        """Names of the columns the scalar is computed from."""
+        return tuple(self.columns[j] for j in self.keep)
+
+    def standardise(self, scores: np.ndarray) -> np.ndarray:
+        """``scores`` ``(N, d)`` -> the kept, transformed, z-scored columns ``(N, k)``."""
+        x = np.asarray(scores, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != len(self.columns):
+            raise JanusError(
+                f"aggregator {self.method!r} was fitted on {len(self.columns)} columns "
+                f"{list(self.columns)}, got an array of shape {x.shape}"
+            )
+        t = _transform(x[:, self.keep], self.options.transform, self.offset, self.used)
+        return (t - self.mean) / self.std  # (N, k)
 
     def apply(self, scores: np.ndarray) -> np.ndarray:
         """Aggregate ``scores`` ``(N, d)`` (float) into ``(N,)`` float64 scalars."""
-        x = np.asarray(scores, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
-            raise JanusError(
-                f"aggregator {self.method!r} was fitted on {self.mean.shape[0]} columns "
-                f"{list(self.columns)}, got an array of shape {x.shape}"
-            )
-        z = (x - self.mean) / self.std  # (N, d)
+        z = self.standardise(scores)  # (N, k)
         if self.method == "maxz":
             return z.max(axis=1)
-        diff = z - self.location  # (N, d)
+        diff = z - self.location  # (N, k)
+        if self.options.sided == "one":
+            diff = np.maximum(diff, 0.0)
         d2 = np.einsum("nd,de,ne->n", diff, self.precision, diff)
         # A pseudo-inverse of a PSD matrix is PSD, but rounding can leave -1e-16.
         return np.sqrt(np.maximum(d2, 0.0))
 
 
+def _transform(x: np.ndarray, kind: str, offset: np.ndarray, names: Sequence[str]
+               ) -> np.ndarray:
+    """The per-column transform ``kind`` of ``x`` ``(N, k)``; nonnegative input for the logs."""
+    if kind == "none":
+        return x
+    negative = (x < 0).any(axis=0)
+    if negative.any():
+        bad = [names[j] for j in np.flatnonzero(negative)]
+        raise JanusError(f"transform {kind!r} needs nonnegative scores, but columns {bad} "
+                         "have negative values; use transform 'none'")
+    return np.log1p(x) if kind == "log1p" else np.log(x + offset)
+
+
+def derived_columns(columns: Sequence[str]) -> list[str]:
+    """The columns of :data:`DERIVED_COLUMNS` whose parts are all among ``columns``."""
+    return [c for c, parts in DERIVED_COLUMNS.items()
+            if c in columns and all(p in columns for p in parts)]
+
+
+def independent_columns(z: np.ndarray, candidates: Sequence[int]) -> list[int]:
+    """The ``candidates`` (column indices of ``z`` ``(n, d)``, z-scored) left after dropping,
+    in order, each one that is an exact linear combination of those kept before it.
+
+    A constant column (all zeros after z-scoring) is kept: its unit scale is handled by the
+    covariance estimators. The test needs more flows than regressors; with too few, a
+    column is kept unchecked (on ``n <= k + 1`` points any column is a combination).
+    """
+    kept: list[int] = []
+    for j in candidates:
+        col = z[:, j]
+        basis = [k for k in kept if np.any(z[:, k] != 0.0)]
+        if basis and np.any(col != 0.0) and len(basis) + 1 < z.shape[0]:
+            a = np.column_stack([np.ones(z.shape[0]), z[:, basis]])  # (n, 1 + k)
+            coef, *_ = np.linalg.lstsq(a, col, rcond=None)
+            resid = col - a @ coef
+            if np.sqrt(np.mean(resid**2)) < _COLLINEAR_TOL * max(col.std(), _MIN_STD):
+                continue
+        kept.append(j)
+    return kept
+
+
+def _zscore_stats(t: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    mean = t.mean(axis=0)
+    std = t.std(axis=0)
+    constant = std < _MIN_STD * np.maximum(1.0, np.abs(mean))
+    if constant.any():
+        log.warning("columns constant on the validation flows (scale set to 1): %s",
+                    [names[j] for j in np.flatnonzero(constant)])
+    return mean, np.where(constant, 1.0, std)
+
+
 def fit_aggregator(
-    val_scores: np.ndarray, method: str, columns: Sequence[str] | None = None
+    val_scores: np.ndarray, method: str, columns: Sequence[str] | None = None,
+    options: AggregateOptions | None = None,
 ) -> Aggregator:
-    """Fit aggregator ``method`` (one of :data:`METHODS`) on benign validation scores ``(n, d)``."""
+    """Fit aggregator ``method`` (one of :data:`METHODS`) on benign validation scores ``(n, d)``.
+
+    ``options`` default to :class:`AggregateOptions` (``oas_paper`` always uses
+    :data:`PAPER_OPTIONS`); ``columns`` name the ``d`` columns (the derived-column rule
+    needs the :data:`janus.contract.SCORE_COLUMNS` names).
+    """
     from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf
 
     if method not in METHODS:
         raise JanusError(f"unknown aggregation method {method!r}; choose from {list(METHODS)}")
+    opts = PAPER_OPTIONS if method == "oas_paper" else (options or AggregateOptions())
     x = np.asarray(val_scores, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
         raise JanusError(
@@ -100,23 +245,37 @@ def fit_aggregator(
             f"got shape {x.shape}"
         )
     cols = tuple(columns) if columns is not None else tuple(f"s{j}" for j in range(x.shape[1]))
+    if len(cols) != x.shape[1]:
+        raise JanusError(f"{len(cols)} column names {list(cols)} for {x.shape[1]} score columns")
     if not np.isfinite(x).all():
         bad = [cols[j] for j in np.flatnonzero(~np.isfinite(x).all(axis=0))]
         raise JanusError(f"validation scores contain NaN/inf in columns {bad}")
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    constant = std < _MIN_STD * np.maximum(1.0, np.abs(mean))
-    if constant.any():
-        log.warning("columns constant on the validation flows (scale set to 1): %s",
-                    [cols[j] for j in np.flatnonzero(constant)])
-    std = np.where(constant, 1.0, std)
-    agg = Aggregator(method=method, columns=cols, mean=mean, std=std)
-    agg.stats = {"n_val": int(x.shape[0]), "d": int(x.shape[1])}
+
+    dropped = derived_columns(cols) if opts.collinear == "drop" else []
+    candidates = [j for j, c in enumerate(cols) if c not in dropped]
+    offset = np.zeros(len(cols))
+    if opts.transform == "log":
+        offset = _LOG_EPS * np.median(x, axis=0) + _MIN_STD
+    names = [cols[j] for j in candidates]
+    t = _transform(x[:, candidates], opts.transform, offset[candidates], names)  # (n, c)
+    mean, std = _zscore_stats(t, names)
+    keep = candidates
+    if opts.collinear == "drop":
+        z_c = (t - mean) / std  # (n, c)
+        keep = [candidates[i] for i in independent_columns(z_c, range(len(candidates)))]
+        dropped += [cols[j] for j in candidates if j not in keep]
+        sel = [candidates.index(j) for j in keep]
+        mean, std = mean[sel], std[sel]
+    keep_arr = np.asarray(keep, dtype=np.int64)
+    agg = Aggregator(method=method, columns=cols, options=opts, keep=keep_arr,
+                     offset=offset[keep_arr], mean=mean, std=std)
+    agg.stats = {"n_val": int(x.shape[0]), "d": len(keep), "sided": opts.sided,
+                 "transform": opts.transform, "dropped": dropped}
     if method == "maxz":
         return agg
 
-    z = (x - mean) / std  # (n, d)
-    if method == "oas":
+    z = agg.standardise(x)  # (n, k)
+    if method in ("oas", "oas_paper"):
         est = OAS(assume_centered=False).fit(z)
         agg.stats["shrinkage"] = float(est.shrinkage_)
     elif method == "ledoit_wolf":
@@ -137,7 +296,7 @@ def fit_aggregator(
 
 def aggregate_all(
     val_scores: np.ndarray, scores: np.ndarray, columns: Sequence[str],
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = METHODS, options: AggregateOptions | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """Fit every method on ``val_scores`` ``(n, d)`` and apply it to ``scores`` ``(N, d)``.
 
@@ -147,7 +306,7 @@ def aggregate_all(
     out: dict[str, np.ndarray] = {}
     stats: dict[str, dict] = {}
     for method in methods:
-        agg = fit_aggregator(val_scores, method, columns)
+        agg = fit_aggregator(val_scores, method, columns, options)
         out[method] = agg.apply(scores)
         v = agg.apply(val_scores)
         stats[method] = dict(agg.stats, val_p50=float(np.percentile(v, 50)),
@@ -206,8 +365,8 @@ def rows_of(flow_id: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="janus aggregate",
-        description="Aggregate score vectors into scalars (oas, maxz, mahalanobis, ledoit_wolf) "
-        "fitted on the benign validation flows only. Reads no labels.",
+        description="Aggregate score vectors into scalars (oas, oas_paper, maxz, mahalanobis, "
+        "ledoit_wolf) fitted on the benign validation flows only. Reads no labels.",
     )
     p.add_argument("--scores", required=True, type=Path,
                    help="SCORES.parquet: flow_id + score columns (higher = more anomalous)")
@@ -221,7 +380,28 @@ def build_parser() -> argparse.ArgumentParser:
                    "all are present, else every numeric column but flow_id)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
                    help="aggregation methods to write (default: all)")
+    add_option_arguments(p)
     return p
+
+
+def add_option_arguments(p: argparse.ArgumentParser) -> None:
+    """The :class:`AggregateOptions` flags (shared with ``janus evaluate --aggregate``)."""
+    d = AggregateOptions()
+    g = p.add_argument_group("aggregator options (every method but oas_paper)")
+    g.add_argument("--sided", choices=SIDES, default=d.sided,
+                   help="one: only scores above the benign centre count (z clipped at 0 from "
+                   f"below); two: the paper's two-sided distance (default {d.sided})")
+    g.add_argument("--collinear", choices=COLLINEAR, default=d.collinear,
+                   help="drop: leave out disc_nll_total / terminal_norm when their parts are "
+                   "inputs, and any column that is an exact linear combination of earlier ones; "
+                   f"keep: use every column (default {d.collinear})")
+    g.add_argument("--transform", choices=TRANSFORMS, default=d.transform,
+                   help="per-column transform of the nonnegative scores before z-scoring: none, "
+                   f"log1p, or log (x + 1%% of the validation median) (default {d.transform})")
+
+
+def options_from_args(args: argparse.Namespace) -> AggregateOptions:
+    return AggregateOptions(sided=args.sided, collinear=args.collinear, transform=args.transform)
 
 
 def declared_aggregate_columns(scores_path: str | Path) -> list[str] | None:
@@ -241,6 +421,7 @@ def declared_aggregate_columns(scores_path: str | Path) -> list[str] | None:
 def aggregate_file(
     scores_path: str | Path, splits_path: str | Path, out_path: str | Path,
     columns: Sequence[str] | None = None, methods: Sequence[str] = METHODS,
+    options: AggregateOptions | None = None,
 ) -> dict[str, dict]:
     """Aggregate one scores file into ``out_path``, fitted on the ``val`` ids of ``splits_path``.
 
@@ -250,7 +431,9 @@ def aggregate_file(
     takes the columns the scores file names under
     :data:`janus.contract.AGGREGATE_COLUMNS_KEY` (``janus score`` writes it), else
     :data:`janus.contract.SCORE_COLUMNS` when all are present, else every numeric column but
-    ``flow_id``. Returns ``{method: fitted stats}``.
+    ``flow_id``. ``options`` shape every method but ``oas_paper`` (default
+    :class:`AggregateOptions`). Rows are matched to the splits by ``flow_id``, never by
+    position. Returns ``{method: fitted stats}``.
     """
     import pyarrow as pa
 
@@ -272,11 +455,18 @@ def aggregate_file(
         bad = [cols[j] for j in np.flatnonzero(~finite.all(axis=0))]
         raise JanusError(f"{scores_path}: NaN/inf scores in columns {bad} "
                          f"(first at flow_id {int(flow_id[np.flatnonzero(~finite.all(1))[0]])})")
-    log.info("%s: fitting %s on %d benign validation flows x %d columns %s", scores_path,
-             list(methods), len(val_rows), len(cols), list(cols))
+    opts = options or AggregateOptions()
+    if opts.transform != "none" and (scores < 0).any():
+        j = int(np.flatnonzero((scores < 0).any(axis=0))[0])
+        row = int(np.flatnonzero(scores[:, j] < 0)[0])
+        raise JanusError(f"{scores_path}: column {cols[j]!r} is negative at flow_id "
+                         f"{int(flow_id[row])} ({scores[row, j]:.4g}); transform "
+                         f"{opts.transform!r} needs nonnegative scores, use --transform none")
+    log.info("%s: fitting %s on %d benign validation flows x %d columns %s, %s", scores_path,
+             list(methods), len(val_rows), len(cols), list(cols), opts)
     log.info("validation column mean: %s", np.array2string(val.mean(0), precision=4))
     log.info("validation column std:  %s", np.array2string(val.std(0), precision=4))
-    out, stats = aggregate_all(val, scores, cols, methods)
+    out, stats = aggregate_all(val, scores, cols, methods, opts)
     for method, st in stats.items():
         log.info("%s: %s", method, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else
                                              f"{k}={v}" for k, v in st.items()))
@@ -289,7 +479,8 @@ def aggregate_file(
 
 
 def run(args: argparse.Namespace) -> int:
-    aggregate_file(args.scores, args.splits, args.out, args.columns, args.methods)
+    aggregate_file(args.scores, args.splits, args.out, args.columns, args.methods,
+                   options_from_args(args))
     return 0
 
 
