@@ -78,7 +78,7 @@ MAX_HEADER_BYTES = 64 << 10
 #: Largest run of bytes after a compressed tar's end-of-archive marker (record padding).
 MAX_TRAILING_BYTES = 16 << 20
 
-_CHUNK = 256 << 10
+_CHUNK = 64 << 10
 _FILE_MODE = 0o644
 _DIR_MODE = 0o755
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -519,6 +519,10 @@ def _zip_kind(info: zipfile.ZipInfo, sink: _Sink) -> str:
 
 
 # ---------------------------------------------------------------------------------- tar
+_PAX_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+_GNU_LONG_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+
 class _TarStream:
     """The uncompressed tar stream as ``tarfile`` reads it: forward only, reads capped.
 
@@ -530,8 +534,8 @@ class _TarStream:
         self.inner, self.archive = inner, archive
         self.pos = 0
         self.data = False  # True while member data is read, not headers
-        self.last = b""  # the last header-sized read
-        self._pax_next = False
+        self.last = b""  # the last header read
+        self._pending = b""  # typeflag of an extension header whose payload is the next read
 
     def read(self, size: int = -1) -> bytes:
         cap = _CHUNK if self.data else MAX_HEADER_BYTES
@@ -541,12 +545,14 @@ class _TarStream:
         data = self.inner.read(size)
         self.pos += len(data)
         if not self.data:
-            if self._pax_next:
-                self._pax_next = False
-                _check_pax(data, self.pos - len(data))
+            if self._pending:
+                if self._pending in _PAX_TYPES:
+                    _check_pax(data, self.pos - len(data))
+                self._pending = b""
             elif size == tarfile.BLOCKSIZE:
                 self.last = data
-                self._pax_next = data[156:157] in (b"x", b"g", b"X")
+                if data[156:157] in _PAX_TYPES + _GNU_LONG_TYPES:
+                    self._pending = data[156:157]
         return data
 
     def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:

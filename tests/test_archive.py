@@ -548,6 +548,15 @@ def test_failure_midway_leaves_no_partial_tree(box):
     _refused(_tar(box / "mid.tar.gz", members), UnsafeArchiveError, "'a/3' is a symlink")
 
 
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_long_names_extract(box, fmt):
+    # A GNU long name whose byte 156 (a header's type flag) is 'x' is a name, not a pax header.
+    names = ["a" * 156 + "x" + "b" * 50, "d" * 99 + "/" + "g" * 200, "h" * 255]
+    path = _tar(box / "long.tar.gz", [(n, n.encode()) for n in names], fmt=fmt)
+    dest = archive.extract(path)
+    assert all((dest / n).read_bytes() == n.encode() for n in names)
+
+
 def test_duplicate_directories_and_dot_root_are_fine(box):
     path = _tar(box / "d.tar", [_ti(".", type=tarfile.DIRTYPE), _ti("d", type=tarfile.DIRTYPE),
                                 _ti("./d/", type=tarfile.DIRTYPE), ("d/f", b"f")])
