@@ -765,11 +765,12 @@ def _section_header(path: Path, buf: np.ndarray, pos: int, base: int) -> tuple[s
 
 
 def _pcapng_batch(path: Path, buf: np.ndarray, base: int, runs: list, ifaces: _Interfaces,
-                  last_ts: float, file_index: int,
-                  skips: SkipCounter) -> tuple[PacketBatch | None, float]:
+                  last_ts: float, file_index: int, skips: SkipCounter,
+                  warned: set[str]) -> tuple[PacketBatch | None, float]:
     """Decode the packet runs of one window at once; returns the batch and the timestamp a
     Simple Packet Block after them would get. A packet naming an interface its section does
-    not have is dropped (strict mode has cut the runs before such a packet)."""
+    not have is dropped (strict mode has cut the runs before such a packet); the first such
+    packet of the file is warned about (``warned`` holds what was warned already)."""
     if len(runs) == 1:
         data_off, caplen, orig, iface, ts_raw, sec_base, n_if = runs[0]
     else:
@@ -778,13 +779,16 @@ def _pcapng_batch(path: Path, buf: np.ndarray, base: int, runs: list, ifaces: _I
             np.concatenate([r[k] for r in runs]) for k in range(5))
         sec_base = np.repeat(np.concatenate([r[5] for r in runs]), counts)
         n_if = np.repeat(np.concatenate([r[6] for r in runs]), counts)
-    bad = iface >= n_if
+    bad = np.maximum(iface, 0) >= n_if  # a Simple Packet Block (-1) belongs to interface 0
     if bad.any():
-        first = int(np.argmax(bad))
-        log.warning("%s: packet block at byte %d refers to interface %d, but its section has %d"
-                    " interface(s): dropped %d such packet(s)", path,
-                    base + int(data_off[first]) - 28, int(iface[first]),
-                    int(np.broadcast_to(n_if, bad.shape)[first]), int(bad.sum()))
+        if PCAPNG_BAD_INTERFACE not in warned:
+            warned.add(PCAPNG_BAD_INTERFACE)
+            first = int(np.argmax(bad))
+            head = 12 if iface[first] < 0 else 28  # SPB / EPB and PB headers
+            log.warning("%s: packet block at byte %d refers to interface %d, but its section has"
+                        " %d interface(s): dropped it (and any other such packet: counted as %s)",
+                        path, base + int(data_off[first]) - head, max(int(iface[first]), 0),
+                        int(np.broadcast_to(n_if, bad.shape)[first]), PCAPNG_BAD_INTERFACE)
         skips[PCAPNG_BAD_INTERFACE] += int(bad.sum())
         keep = ~bad
         data_off, caplen, orig, iface, ts_raw = (
@@ -817,6 +821,7 @@ def _iter_pcapng(path: Path, fh: BinaryIO, file_index: int, skips: SkipCounter,
     big, order = False, "<"
     last_ts = 0.0  # timestamp of the previous record, given to Simple Packet Blocks
     pos = 0
+    warned: set[str] = set()
 
     def scan(buf, start, eof):
         # Every byte offset is tried, not only multiples of 4: inserted garbage need not
@@ -838,11 +843,13 @@ def _iter_pcapng(path: Path, fh: BinaryIO, file_index: int, skips: SkipCounter,
                 skips[PCAPNG_UNKNOWN_BLOCK] += unknown
             if count:
                 n_if = ifaces.in_section
-                if strict and int(iface.max()) >= n_if:
-                    first = int(np.argmax(iface >= n_if))
-                    what = (f"packet block at byte {chunks.base + int(data_off[first]) - 28}"
-                            f" refers to interface {int(iface[first])}, but its section has"
-                            f" {n_if} interface(s)")
+                # A Simple Packet Block (iface -1) belongs to interface 0.
+                if strict and max(int(iface.max()), 0) >= n_if:
+                    first = int(np.argmax(np.maximum(iface, 0) >= n_if))
+                    head = 12 if iface[first] < 0 else 28  # SPB / EPB and PB headers
+                    what = (f"packet block at byte {chunks.base + int(data_off[first]) - head}"
+                            f" refers to interface {max(int(iface[first]), 0)}, but its section"
+                            f" has {n_if} interface(s)")
                     data_off, caplen, orig, iface, ts_raw = (
                         a[:first] for a in (data_off, caplen, orig, iface, ts_raw))
                 runs.append((data_off, caplen, orig, iface, ts_raw,
@@ -873,7 +880,7 @@ def _iter_pcapng(path: Path, fh: BinaryIO, file_index: int, skips: SkipCounter,
             break
         if runs:
             batch, last_ts = _pcapng_batch(path, buf, chunks.base, runs, ifaces, last_ts,
-                                           file_index, skips)
+                                           file_index, skips, warned)
             yield batch, at
         if what is None and chunks.eof:
             left = chunks.filled - pos

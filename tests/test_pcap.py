@@ -237,7 +237,7 @@ def test_pcapng_bad_interface_id(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="janus.pcap"):
         batch, skips = read(path)
     assert batch.src_port.tolist() == [1001] and skips == {"pcapng_bad_interface": 1}
-    assert "byte 48 refers to interface 3" in caplog.text
+    assert "byte 48 refers to interface 3" in caplog.text and "counted as pcapng_bad_interface" in caplog.text
 
 
 # --------------------------------------------------------------------------- chunking
