@@ -587,3 +587,25 @@ def test_pcapng_with_an_interface_per_packet(tmp_path):
     assert batch.src_port.tolist() == [1000 + i % 256 if i % 2 == 0 else 5000 + i % 256
                                        for i in range(n)]
     np.testing.assert_allclose(batch.ts, want_ts, rtol=0, atol=2e-6)
+
+
+def test_resync_needs_a_chain_of_valid_records(tmp_path):
+    # A lone plausible header inside the garbage (right caplen, orig_len and time) is not
+    # followed by another valid one: reading does not resume there.
+    recs = _records(4)
+    fake = struct.pack("<IIII", int(T0) + 2, 0, 20, 20) + b"\xff" * 20
+    garbage = b"\xff" * 7 + fake + b"\xff" * 9
+    path = write(tmp_path, pcap_header() + b"".join(recs[:2]) + garbage + b"".join(recs[2:]))
+    batch, skips = read(path)
+    assert batch.src_port.tolist() == [1000, 1001, 1002, 1003]
+    assert skips == {"damaged_bytes_skipped": len(garbage), "damaged_regions": 1}
+
+
+def test_simple_packet_block_before_any_interface(tmp_path):
+    blocks = [shb(), spb(tcp_frame(0)), idb(1), spb(tcp_frame(1)), epb(tcp_frame(2), T0)]
+    path = write(tmp_path, pcapng_bytes(blocks), "s0.pcapng")
+    batch, skips = read(path)
+    assert batch.src_port.tolist() == [1001, 1002] and skips == {"pcapng_bad_interface": 1}
+    with pytest.raises(CaptureError, match=r"block at byte 28 refers to interface 0, but its"
+                                           r" section has 0 interface"):
+        read(path, strict=True)
