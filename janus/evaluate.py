@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, contract
-from .aggregate import read_score_table, rows_of
+from .aggregate import add_option_arguments, options_from_args, read_score_table, rows_of
 from .cli import run_main
 from .errors import JanusError
 from .io import read_parquet, write_json
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", nargs="+", default=None,
                    help="metadata: dataset the scores are of, one or one per --scores")
     p.add_argument("--seed", type=int, default=None, help="metadata: the run's seed")
+    add_option_arguments(p)  # --sided, --collinear, --transform of every --aggregate
     return p
 
 
@@ -227,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
         if agg not in args.scores:
             raise JanusError(f"--aggregate {raw} {agg}: {agg} is not one of --scores, so it "
                              "would be written but never evaluated")
-        aggregate_file(raw, splits_paths[args.scores.index(agg)], agg)
+        aggregate_file(raw, splits_paths[args.scores.index(agg)], agg,
+                       options=options_from_args(args))
 
     labels_cache: dict[Path, tuple] = {}
     splits_cache: dict[Path, dict] = {}

@@ -13,7 +13,8 @@ shows the mean alone):
 * ``thresholded.md`` -- precision/recall/F1 at the benign-validation P95 and P99
   thresholds, and TPR at 1 % FPR.
 * ``per_attack.md`` -- within-dataset AUROC of each attack class against the benign flows.
-* ``aggregators.md`` -- OAS vs max-z vs Mahalanobis vs Ledoit-Wolf (and terminal_norm).
+* ``aggregators.md`` -- the default OAS vs the paper's two-sided 10-column OAS
+  (``oas_paper``) vs max-z vs Mahalanobis vs Ledoit-Wolf (and terminal_norm).
 * ``baselines.md`` -- every detector's headline score side by side, within each dataset and
   on every cross-dataset pair.
 
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 #: Detectors built on the JANUS model; their score files hold the aggregated scalars.
 JANUS_DETECTORS: tuple[str, ...] = ("janus", "janus_cont")
 #: Aggregators compared in aggregators.md, in column order (janus.aggregate.METHODS).
-AGGREGATORS: tuple[str, ...] = ("oas", "maxz", "mahalanobis", "ledoit_wolf")
+AGGREGATORS: tuple[str, ...] = ("oas", "oas_paper", "maxz", "mahalanobis", "ledoit_wolf")
 #: The raw score JANUS-OAS is compared against in the headline matrix.
 REFERENCE_SCORE = "terminal_norm"
 #: Table file names, in the order they are written.
@@ -359,7 +360,11 @@ def per_attack_md(res: Results) -> str:
 def aggregators_md(res: Results) -> str:
     parts = ["# Aggregators of the 10-d score vector\n",
              "All fitted on the target's benign validation scores; AUROC mean ± std over "
-             f"seeds. `{REFERENCE_SCORE}` is the best single raw score, for reference.\n"]
+             "seeds. `oas` is the default scalar (the `aggregate` options of the config: by "
+             "default one-sided, without the derived `disc_nll_total` and `terminal_norm`); "
+             "`oas_paper` is the paper's two-sided OAS over every score; `maxz`, "
+             "`mahalanobis` and `ledoit_wolf` take the same options as `oas`. "
+             f"`{REFERENCE_SCORE}` is the best single raw score, for reference.\n"]
     for d in res.detectors:
         cols = res.columns_of(d)
         if d not in JANUS_DETECTORS or not cols:

@@ -50,7 +50,8 @@ def metrics(tmp_path: Path) -> list[Path]:
     paths = []
     for (s, t), values in OAS.items():
         for i, seed in enumerate(SEEDS):
-            cols = {"oas": _col(values[i]), "maxz": _col(values[i] - 0.01),
+            cols = {"oas": _col(values[i]), "oas_paper": _col(values[i] - 0.03),
+                    "maxz": _col(values[i] - 0.01),
                     "mahalanobis": _col(values[i] - 0.02), "ledoit_wolf": _col(values[i]),
                     "terminal_norm": _col(TN[(s, t)][i])}
             paths.append(_write(tmp_path, "janus", s, t, seed, cols))
@@ -127,8 +128,11 @@ def test_within_thresholded_per_attack_aggregators(metrics):
     assert _row(section_a, "scan")[1:] == ["0.080 ± 0.020", "0.180 ± 0.020", "0.130 ± 0.020"]
 
     agg = report.aggregators_md(res)
-    assert _row(agg, "B → B")[1:] == ["0.980 ± 0.010", "0.970 ± 0.010", "0.960 ± 0.010",
-                                      "0.980 ± 0.010", "0.950 ± 0.000"]
+    assert _row(agg, "train → test")[1:] == ["`oas`", "`oas_paper`", "`maxz`",
+                                               "`mahalanobis`", "`ledoit_wolf`",
+                                               "`terminal_norm`"]
+    assert _row(agg, "B → B")[1:] == ["0.980 ± 0.010", "0.950 ± 0.010", "0.970 ± 0.010",
+                                      "0.960 ± 0.010", "0.980 ± 0.010", "0.950 ± 0.000"]
 
     base = report.baselines_md(res)
     assert _row(base, "iforest")[1:] == ["0.870 ± 0.020", "0.930 ± 0.020", "0.900", "0.535"]
@@ -179,6 +183,32 @@ def test_dataset_figures_read_per_flow_scores(tmp_path):
                         "--figures", "datasets"]) == 0
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["hist_A.png", "roc_A.png"]
     assert not (out / "cross_matrix.md").exists()
+
+
+def test_flow_scores_look_up_sparse_shuffled_flow_ids(tmp_path):
+    """Score rows of only the val and test flows, shuffled, with ids like 7, 1000, 3: the
+    figure data are each test flow's own score and label, in the splits' test order."""
+    rng = np.random.default_rng(2)
+    n_all = 2000
+    label = (rng.random(n_all) < 0.5).astype(np.int8)
+    label[[3, 7, 1000]] = [1, 0, 0]
+    pool = np.setdiff1d(np.arange(n_all), [3, 7, 1000])
+    val = np.sort(np.append(rng.choice(pool, 50, replace=False), [7, 1000]))
+    test = np.sort(np.append(rng.choice(np.setdiff1d(pool, val), 80, replace=False), 3))
+    ids = np.concatenate([val, test])[rng.permutation(len(val) + len(test))]
+    score = rng.normal(size=n_all) + 2.0 * label
+    pq.write_table(pa.table({"flow_id": ids, "oas": score[ids]}), tmp_path / "agg.parquet")
+    pq.write_table(pa.table({"flow_id": np.arange(n_all), "label": label,
+                             "attack": ["benign" if y == 0 else "dos" for y in label],
+                             "label_source": ["csv"] * n_all}), tmp_path / "labels.parquet")
+    np.savez(tmp_path / "splits.npz", train=np.array([1, 2]), val=val, test=test)
+    m = _write(tmp_path, "janus", "A", "A", 7, {"oas": _col(1.0)},
+               scores_file=str(tmp_path / "agg.parquet"),
+               labels_file=str(tmp_path / "labels.parquet"),
+               splits_file=str(tmp_path / "splits.npz"))
+    s, y = report.flow_scores(report.load_run(m), "oas")
+    np.testing.assert_array_equal(y, label[test])
+    np.testing.assert_array_equal(s, score[test])
 
 
 def test_errors_name_file_and_key(tmp_path, metrics):
