@@ -75,6 +75,7 @@ class TrainOptions:
     lr: float = 5e-4
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05  # share of the total optimiser steps spent in linear warm-up
+    warmup_steps: int | None = None  # explicit warm-up steps instead of the fraction (old runs: 200)
     patience: int = 5  # epochs without a better validation loss before stopping
     min_delta: float = 0.0  # relative improvement of the best validation loss that counts
     grad_clip: float = 1.0
@@ -88,6 +89,8 @@ class TrainOptions:
             raise ConfigError(f"--warmup-fraction must be in (0, 1], got {self.warmup_fraction}")
         if not 0.0 <= self.min_delta < 1.0:
             raise ConfigError(f"--min-delta must be in [0, 1), got {self.min_delta}")
+        if self.warmup_steps is not None and self.warmup_steps < 1:
+            raise ConfigError(f"--warmup-steps must be >= 1, got {self.warmup_steps}")
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -111,15 +114,19 @@ def make_optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Ad
                              foreach=True)
 
 
-def warmup_steps(total: int, fraction: float) -> int:
-    """Optimiser steps of linear warm-up: ``ceil(fraction * total)``, at least 1, at most ``total``."""
-    return max(1, min(total, math.ceil(fraction * total)))
+def warmup_steps(total: int, opts: TrainOptions) -> int:
+    """Optimiser steps of linear warm-up of a ``total``-step run: ``ceil(warmup_fraction *
+    total)``, at least 1, at most ``total``; or ``opts.warmup_steps`` as given when set (which
+    may exceed ``total``: the schedule of runs before the fraction, 200 steps, is reproducible)."""
+    if opts.warmup_steps is not None:
+        return opts.warmup_steps
+    return max(1, min(total, math.ceil(opts.warmup_fraction * total)))
 
 
 def lr_at(step: int, total: int, opts: TrainOptions) -> float:
     """Learning rate of optimiser step ``step`` (0-based) of ``total``: linear warm-up to
     ``opts.lr`` over :func:`warmup_steps`, then cosine decay to ``0.1 * opts.lr`` at ``total``."""
-    warmup = warmup_steps(total, opts.warmup_fraction)
+    warmup = warmup_steps(total, opts)
     if step < warmup:
         return opts.lr * (step + 1) / warmup
     progress = min(1.0, (step + 1 - warmup) / max(1, total - warmup))
@@ -237,7 +244,7 @@ def fit(
     total_steps = opts.epochs * n_batches  # the cosine spans the maximum run, not the early stop
     log.info("training %d parameters on %s: %d train / %d val flows, %d steps per epoch, "
              "%d of %d steps warm-up", count_parameters(model), device, len(train), len(val),
-             n_batches, warmup_steps(total_steps, opts.warmup_fraction), total_steps)
+             n_batches, warmup_steps(total_steps, opts), total_steps)
     for epoch in range(start_epoch, opts.epochs):
         if state["stop_epoch"] is not None:  # resumed from a run that had stopped early
             break
@@ -300,7 +307,7 @@ def training_summary(state: dict[str, Any], opts: TrainOptions, n_train: int, n_
         "patience": opts.patience, "min_delta": opts.min_delta,
         "steps": state["step"], "steps_per_epoch": n_batches, "total_steps": total,
         "warmup_fraction": opts.warmup_fraction,
-        "warmup_steps": warmup_steps(total, opts.warmup_fraction),
+        "warmup_steps": warmup_steps(total, opts),
         "lr": opts.lr, "last_lr": history[-1][HISTORY_COLUMNS.index("lr")] if history else None,
         "ot": cfg.ot, "seconds": secs,
         "flows_per_s": n_train * len(history) / secs if secs else float("nan"),
@@ -372,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--warmup-fraction", type=float, default=t.warmup_fraction,
                    help="share of the total steps (--epochs x batches) in linear warm-up "
                         f"(default {t.warmup_fraction})")
+    o.add_argument("--warmup-steps", type=int, default=None,
+                   help="explicit warm-up steps instead of --warmup-fraction (runs before the "
+                        "fraction used 200, even past the last step)")
     o.add_argument("--patience", type=int, default=t.patience,
                    help=f"stop after this many epochs without a better val loss (default {t.patience})")
     o.add_argument("--min-delta", type=float, default=t.min_delta,
@@ -401,6 +411,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = model_config_from_args(args)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         weight_decay=args.weight_decay, warmup_fraction=args.warmup_fraction,
+                        warmup_steps=args.warmup_steps,
                         patience=args.patience, min_delta=args.min_delta, grad_clip=args.grad_clip,
                         seed=args.seed, device=args.device, compile=args.compile)
     resolve_device(opts.device)  # fail before loading data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from janus.flowmatch import (
     MASK,
     _sinkhorn_log,
     cfm_path,
+    exact_assignment,
     kappa,
     masked_sq_cost,
     mixture_corrupt,
@@ -27,6 +30,62 @@ def test_sinkhorn_recovers_a_permutation() -> None:
     idx = ot_pair_indices(x0, x1, torch.ones_like(x1, dtype=torch.bool), g, method="sinkhorn", reg=0.01)
     # x0[idx[j]] must be the copy of x1[j], i.e. idx is the inverse permutation.
     np.testing.assert_array_equal(perm[idx].numpy(), np.arange(32))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exact_assignment_is_the_minimum_cost_permutation(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    cost = torch.rand(7, 7, generator=g) ** 3  # skewed: greedy nearest partners are not optimal
+    idx = exact_assignment(cost)
+    assert sorted(idx.tolist()) == list(range(7))
+    total = cost[idx, torch.arange(7)].sum().item()
+    brute = min(sum(cost[p[j], j].item() for j in range(7)) for p in itertools.permutations(range(7)))
+    assert total == pytest.approx(brute, rel=1e-6)
+
+
+def test_exact_assignment_hand_built() -> None:
+    # Data row j=0 is nearest to source 0 but so is j=1, which has nothing else close: the
+    # optimum gives source 0 to j=1 (greedy column-by-column would give it to j=0).
+    cost = torch.tensor([[1.0, 0.0, 9.0],
+                         [2.0, 9.0, 9.0],
+                         [9.0, 9.0, 0.0]])
+    np.testing.assert_array_equal(exact_assignment(cost).numpy(), [1, 0, 2])
+    # More source rows than data rows: distinct sources, the cheapest ones.
+    rect = torch.tensor([[5.0, 5.0], [0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(exact_assignment(rect).numpy(), [1, 2])
+    with pytest.raises(ValueError, match="at least as many source rows"):
+        exact_assignment(rect.T)
+
+
+def test_exact_ot_recovers_a_permutation_and_lowers_the_cost() -> None:
+    g = torch.Generator().manual_seed(0)
+    x1 = torch.randn(64, 30, generator=g)
+    perm = torch.randperm(64, generator=g)
+    x0 = x1[perm] + 0.3 * torch.randn(64, 30, generator=g)
+    mask = torch.ones_like(x1, dtype=torch.bool)
+    idx = ot_pair_indices(x0, x1, mask, None, method="exact")
+    np.testing.assert_array_equal(perm[idx].numpy(), np.arange(64))
+    # Independent Gaussians: exact pairs cost less than the identity and than Sinkhorn's.
+    x0 = torch.randn(128, 30, generator=g)
+    cost = masked_sq_cost(x0, x1.repeat(2, 1), torch.ones(128, 30))
+    pair_cost = {m: cost[ot_pair_indices(x0, x1.repeat(2, 1), torch.ones(128, 30), g, method=m),
+                         torch.arange(128)].mean().item() for m in ("exact", "sinkhorn", "none")}
+    assert pair_cost["exact"] < pair_cost["sinkhorn"] < pair_cost["none"]
+    np.testing.assert_array_equal(ot_pair_indices(x0, x1.repeat(2, 1), torch.ones(128, 30), g, method="none"),
+                                  np.arange(128))
+    with pytest.raises(ValueError, match="unknown OT method 'emd'"):
+        ot_pair_indices(x0, x0, torch.ones(128, 30), g, method="emd")
+
+
+def test_sinkhorn_reg_is_relative_to_the_cost_spread() -> None:
+    # The plan depends on the spread of the costs, not on their level: adding a constant
+    # (as a larger dimension adds to every squared distance) or rescaling leaves it unchanged.
+    cost = torch.rand(16, 16, generator=torch.Generator().manual_seed(5))
+    plan = sinkhorn_plan(cost, reg=0.1, n_iter=500, tol=1e-8)
+    torch.testing.assert_close(sinkhorn_plan(3.0 * cost + 50.0, reg=0.1, n_iter=500, tol=1e-8), plan,
+                               rtol=1e-4, atol=1e-7)
+    c = normalise_cost(3.0 * cost + 50.0)
+    assert c.min().item() == 0.0 and c.std().item() == pytest.approx(1.0)
 
 
 def test_sinkhorn_plan_has_uniform_marginals() -> None:
