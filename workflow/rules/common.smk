@@ -318,9 +318,9 @@ TRAIN_FLAGS = " ".join(
     filter(
         None,
         [
-            optional_flags("train", ["epochs", "batch_size", "lr", "patience"]),
-            optional_flags("train", ["max_train_flows"]),
-            "" if config["model"]["ot"] else "--no-ot",
+            optional_flags("train", ["epochs", "batch_size", "lr", "warmup_fraction"]),
+            optional_flags("train", ["patience", "min_delta", "max_train_flows"]),
+            optional_flags("model", ["ot", "ot_reg"]),
             "" if config["model"]["causal"] else "--full-attention",
         ],
     )
