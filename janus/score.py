@@ -1,33 +1,52 @@
 """Score flows with a trained JANUS model: the 10-d vector of :data:`janus.contract.SCORE_COLUMNS`.
 
-All ten scores come from ONE forward pass of the network at the corner
-``(t_c, t_d) = (1, 0)``: the continuous inputs are the flow's own standardised values ``x1``
-(the terminal point of the CFM path, no noise) and every flag is MASK (the source of the
-discrete path). Notation for a flow with ``n`` valid packets: ``z_f`` (20,) the standardised
-flow features, ``z_p`` (n, 3) the standardised size/iat/win, ``b`` (n, 6) the observed flags,
-``v_f``, ``v_p`` the predicted velocities, ``l`` (n, 6) the flag logits.
+Notation for a flow with ``n`` valid packets: ``z_f`` (20,) the standardised flow features,
+``z_p`` (n, 3) the standardised size/iat/win (``x1 = (z_f, z_p)``, the data end of the CFM
+path), ``b`` (n, 6) the observed direction and flags, ``l`` (n, 6) the flag logits.
 
-Continuous side. ``x0_hat = x1 - v(x1, t=1)`` is where the learned field says the flow came
-from in the Gaussian source: about ``N(0, I)`` for flows like the benign training flows, far out
-for flows the field does not know.
+Continuous side: the terminal point. ``x0 = (x0_f, x0_p)`` is the point of the Gaussian source
+that the learned velocity field ``v`` transports to the flow, found by integrating
+``dx/dt = v(x, t)`` backwards from ``x(1) = x1`` to ``t = 0`` (:func:`terminal_point`):
 
-* ``terminal_flow`` = ``mean_k (z_f - v_f)_k^2`` over the 20 flow features;
-* ``terminal_packet`` = ``mean_{i<=n, c} (z_p - v_p)_{i,c}^2`` over the 3n packet values;
+* ``mode="ode"`` (the default): a fixed-step solver (``solver="midpoint"``, two evaluations a
+  step, or ``"euler"``) with ``steps`` steps of ``h = 1/steps`` at ``t = 1, 1-h, ..., h``;
+  padding enters the field as 0, as in training. Along the path the field sees the observed
+  flags at discrete time 1 (``ode_flags="visible"``, the default) or every flag MASK at
+  discrete time 0 (``"hidden"``). For benign-like flows ``x0`` is a draw from about
+  ``N(0, I)`` where the field is well trained (a feature with a few atoms, e.g. a count,
+  maps each atom to the centre of its region instead, so its second moment stays below 1);
+  flows the field does not know land far out.
+* ``mode="onepass"``: ``x0 = x1 - v(x1, t=1)`` with every flag MASK, one Euler step of size 1,
+  exact only where the learned paths are straight; one forward pass.
+
+From ``x0``:
+
+* ``terminal_flow`` = ``mean_k x0_f[k]^2`` over the 20 flow features;
+* ``terminal_packet`` = ``mean_{i<=n, c} x0_p[i, c]^2`` over the 3n packet values;
 * ``terminal_norm`` = the mean of the same squares over all ``20 + 3n`` continuous values,
   ``(20 terminal_flow + 3n terminal_packet) / (20 + 3n)``.
 
-Discrete side (exact masked evaluation, no sampling). With all flags hidden, the flag head gives
-``p_{i,c} = sigmoid(l_{i,c})`` = the probability that flag ``c`` of packet ``i`` is 1 given the
-flow features and the continuous values of packets ``1..i`` (packet-causal model):
+What each velocity reads (:mod:`janus.model`): the FLOW token's velocity reads the flow
+features and the times only; packet ``i``'s velocity reads packets ``1..i`` (their continuous
+values and, with ``ode_flags="visible"``, their flags) and the times, never the FLOW token.
+
+Discrete side (exact masked evaluation, no sampling), the same in every mode: one evaluation
+at ``(t_c, t_d) = (1, 0)`` on the observed continuous values with EVERY flag MASK gives
+``p_{i,c} = sigmoid(l_{i,c})``, the probability that flag ``c`` of packet ``i`` is 1 given the
+size, iat and win of packets ``1..i`` and the position ``i``; the flag head never reads an
+observed flag, the flow features (whose ``syn/fin/rst/psh_count``, ``fwd_ratio`` and
+per-direction sizes are functions of the flags) or a later packet.
 
 * ``disc_nll_<c>`` = ``mean_{i<=n} -log p(b_{i,c})`` (nats per packet) for
   ``c`` in direction, syn, fin, rst, psh, ack;
 * ``disc_nll_total`` = the sum of those six = the mean per-packet NLL of the whole flag vector
   under the head's factorised prediction.
 
-No randomness enters, so the scores are a deterministic function of the checkpoint and the
-flows; the same code scores any dataset (standardisation comes from the checkpoint). Flows are
-batched by length and padded to each batch's longest flow, which changes no score.
+No randomness enters, so the scores are a deterministic function of the checkpoint, the
+options and the flows; the same code scores any dataset (standardisation comes from the
+checkpoint). Flows are batched by length and padded to each batch's longest flow, which
+changes no score. The options are written into the scores file's schema metadata
+(:data:`SCORE_OPTIONS_KEY`).
 """
 
 from __future__ import annotations
@@ -74,9 +93,9 @@ class ScoreOptions:
     """How the terminal point is computed (see the module docstring)."""
 
     mode: str = "ode"  # "onepass" (one Euler step) or "ode" (integrate t = 1 -> 0)
-    steps: int = 8  # ode: fixed steps from t = 1 to t = 0
+    steps: int = 2  # ode: fixed steps from t = 1 to t = 0
     solver: str = "midpoint"  # ode: "euler" (steps evaluations) or "midpoint" (2 x steps)
-    ode_flags: str = "hidden"  # ode: flags seen by the field, "hidden" (MASK) or "visible"
+    ode_flags: str = "visible"  # ode: flags seen by the field, "hidden" (MASK) or "visible"
 
     def __post_init__(self) -> None:
         for name, allowed in (("mode", MODES), ("solver", SOLVERS), ("ode_flags", ODE_FLAGS)):

@@ -221,18 +221,28 @@ def _some_batch(tmp_path: Path, n: int = 40):
     return prep.batch(np.arange(n), pad_to=T)
 
 
+@pytest.mark.parametrize("flags", ["hidden", "visible"])
 @pytest.mark.parametrize("solver, steps", [("euler", 1), ("euler", 5), ("midpoint", 1), ("midpoint", 4)])
-def test_ode_terminal_of_a_linear_field_is_the_solver_closed_form(solver: str, steps: int,
+def test_ode_terminal_of_a_linear_field_is_the_solver_closed_form(solver: str, steps: int, flags: str,
                                                                  tmp_path: Path) -> None:
     a, h = 0.8, 1.0 / steps
     batch = _some_batch(tmp_path)
     model = _KnownField(lambda x, t: a * x)
-    opts = score.ScoreOptions(mode="ode", solver=solver, steps=steps)
+    opts = score.ScoreOptions(mode="ode", solver=solver, steps=steps, ode_flags=flags)
     x0f, x0p, _ = score.terminal_point(model, batch, opts)
     factor = (1 - a * h) ** steps if solver == "euler" else (1 - a * h + (a * h) ** 2 / 2) ** steps
     torch.testing.assert_close(x0f, factor * batch.flow, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(x0p, factor * batch.cont * batch.mask[..., None], rtol=1e-5, atol=1e-6)
-    assert len(model.calls) == opts.evaluations == (steps if solver == "euler" else 2 * steps)
+    per_step = 1 if solver == "euler" else 2
+    assert len(model.calls) == opts.evaluations == per_step * steps + (flags == "visible")
+    # The first call reads the flag logits: every flag MASK at (t_c, t_d) = (1, 0). The field
+    # then sees MASK at t_d = 0 (hidden) or the observed flags at t_d = 1 (visible).
+    assert model.calls[0][:2] == (1.0, 0.0) and bool((model.calls[0][2] == MASK).all())
+    for _, t_d, disc in model.calls[1:]:
+        if flags == "hidden":
+            assert t_d == 0.0 and bool((disc == MASK).all())
+        else:
+            assert t_d == 1.0 and torch.equal(disc, batch.disc)
 
 
 def test_ode_terminal_converges_to_the_exact_flow(tmp_path: Path) -> None:
@@ -249,7 +259,7 @@ def test_ode_evaluates_the_field_at_the_right_times(steps: int, tmp_path: Path) 
     batch, c, h = _some_batch(tmp_path), 0.6, 1.0 / steps
     for solver, shift in (("midpoint", c / 2), ("euler", c * (1 + h) / 2)):
         model = _KnownField(lambda x, t: c * t * torch.ones_like(x))
-        x0f, x0p, _ = score.terminal_point(model, batch, score.ScoreOptions("ode", steps, solver))
+        x0f, x0p, _ = score.terminal_point(model, batch, score.ScoreOptions("ode", steps, solver, "hidden"))
         torch.testing.assert_close(x0f, batch.flow - shift, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(x0p, (batch.cont - shift) * batch.mask[..., None], rtol=1e-5, atol=1e-5)
         times = [t for t, _, _ in model.calls]

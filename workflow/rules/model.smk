@@ -66,12 +66,17 @@ rule score:
     params:
         checkpoints=janus_checkpoints,
         data=target_dirs,
+        mode=config["score"]["mode"],
+        steps=config["score"]["steps"],
+        solver=config["score"]["solver"],
+        ode_flags=config["score"]["ode_flags"],
         device=config["train"]["device"],
         janus=JANUS,
     shell:
         "python -m janus.score --checkpoint {params.checkpoints} --data {params.data}"
-        " --splits {input.splits} --out {output.scores} --device {params.device}"
-        " --threads {threads} > {log} 2>&1"
+        " --splits {input.splits} --out {output.scores} --mode {params.mode}"
+        " --steps {params.steps} --solver {params.solver} --ode-flags {params.ode_flags}"
+        " --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule baseline:
