@@ -348,15 +348,25 @@ def test_clock_stepped_back_keeps_flows_whole(caplog):
     _all_splits_equal(rows, idle_timeout=10.0)
 
 
-def test_lone_record_from_the_past_is_clamped():
-    times = [1_500_000_000.0 + k for k in range(20)]
-    times[7] = 86400.0  # a record dated 1970
+def test_lone_records_from_the_past_are_clamped():
+    # Records dated 1970 inside A and as the first packet of B: B still starts one flow, at
+    # the clock's time (A's packet just before), instead of a 1970 flow that is idle at once.
+    t0 = 1_500_000_000.0
+    a = [t0 + k for k in range(20)]
+    a[7] = 86400.0
+    b = [t0 + 10.5 + k for k in range(10)]
+    b[0] = 86400.0
+    rows = _conversation(a) + _conversation(b, *B)
+    rows.sort(key=lambda r: (t0 + 10.5) if r[0] == 86400.0 and r[1] == B[0] else
+              (t0 + 7) if r[0] == 86400.0 else r[0])
     asm = FlowAssembler(idle_timeout=10.0)
-    asm.add(make_batch(_conversation(times)))
+    asm.add(make_batch(rows))
     res = asm.finish()
-    assert res.n_packets.tolist() == [20] and res.start_time.tolist() == [times[0]]
-    assert asm.timestamp_stats["clamped_behind"] == 1
-    _all_splits_equal(_conversation(times), idle_timeout=10.0)
+    assert res.n_packets.tolist() == [20, 10] and res.start_time.tolist() == [t0, t0 + 10]
+    assert asm.timestamp_stats["clamped_behind"] == 2
+    assert asm.timestamp_stats["first"]["clamped_behind"]["packet"] == 7
+    np.testing.assert_allclose(res.packets[0, 7:9, IAT], [0.0, 2.0], atol=1e-6)
+    _all_splits_equal(rows, idle_timeout=10.0)
 
 
 def test_jumps_within_max_clock_jump_are_left_alone():

@@ -609,3 +609,17 @@ def test_simple_packet_block_before_any_interface(tmp_path):
     with pytest.raises(CaptureError, match=r"block at byte 28 refers to interface 0, but its"
                                            r" section has 0 interface"):
         read(path, strict=True)
+
+
+def test_pcapng_resync_needs_two_valid_blocks(tmp_path):
+    # A self-consistent name-resolution block inside the garbage (type, length, trailer) that
+    # is followed by more garbage is not where reading resumes.
+    frames = [tcp_frame(i) for i in range(4)]
+    blocks = [epb(f, T0 + i) for i, f in enumerate(frames)]
+    fake = struct.pack("<III", 4, 16, 0) + struct.pack("<I", 16)
+    garbage = b"\xff" * 5 + fake + b"\xff" * 11
+    path = write(tmp_path, shb() + idb(1) + b"".join(blocks[:2]) + garbage + b"".join(blocks[2:]),
+                 "f.pcapng")
+    batch, skips = read(path)
+    assert batch.src_port.tolist() == [1000, 1001, 1002, 1003]
+    assert skips == {"damaged_bytes_skipped": len(garbage), "damaged_regions": 1}
