@@ -372,3 +372,23 @@ def test_damaged_torch_state_and_params_are_one_line_errors(data, tmp_path):
     good["scaler"]["mean"] = [0.0] * 3
     (folder / "detector.json").write_text(json.dumps(good))
     assert "bad feature statistics" in _load_error(folder)
+
+
+def test_kitnet_groups_and_gather_indices_are_checked_on_load(data, tmp_path):
+    """Crafted groups or idx buffers would index outside the 20 features at scoring time."""
+    train, val, _, _ = data
+    folder = tmp_path / "m"
+    det = baselines.make_detector("kitnet", seed=0, **FAST["kitnet"]).fit(train, val)
+    det.save(folder)
+    meta = json.loads((folder / "detector.json").read_text())
+    groups = meta["params"]["groups"]
+    bad = json.loads(json.dumps(meta))
+    bad["params"]["groups"] = [[*groups[0][:-1], 25], *groups[1:]]
+    (folder / "detector.json").write_text(json.dumps(bad))
+    assert "are not a partition of the 20 features" in _load_error(folder)
+    (folder / "detector.json").write_text(json.dumps(meta))
+    with np.load(folder / "state.npz", allow_pickle=False) as z:
+        state = {k: z[k] for k in z.files}
+    state["idx0"] = state["idx0"][::-1].copy()
+    write_npz(folder / "state.npz", **state)
+    assert "idx0 differs from group 0" in _load_error(folder)

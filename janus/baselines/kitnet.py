@@ -27,11 +27,21 @@ incremental packet statistics.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import TorchDetector, batched_eval, seed_everything, train_minibatch
+from ..contract import N_FLOW_FEATURES
+from ..errors import JanusError
+from .base import (
+    MODEL_FILE,
+    STATE_FILE,
+    TorchDetector,
+    batched_eval,
+    seed_everything,
+    train_minibatch,
+)
 
 
 def feature_groups(z: np.ndarray, max_size: int) -> list[list[int]]:
@@ -136,7 +146,21 @@ class KitNETDetector(TorchDetector):
     }
 
     def build(self) -> Any:
-        return _kitnet_cls()(self.params["groups"], self.params["hidden_ratio"])
+        groups = self.params["groups"]
+        # From detector.json on load: a partition of the 20 features, or nothing is built.
+        flat = [i for g in groups for i in g] if isinstance(groups, list) and all(
+            isinstance(g, list) and g for g in groups) else None
+        if not flat or sorted(flat) != list(range(N_FLOW_FEATURES)):
+            raise ValueError(f"groups {str(groups)[:80]} are not a partition of the "
+                             f"{N_FLOW_FEATURES} features")
+        return _kitnet_cls()(groups, self.params["hidden_ratio"])
+
+    def _load_state(self, folder: Path, meta: dict[str, Any]) -> None:
+        super()._load_state(folder, meta)
+        for j, g in enumerate(self.params["groups"]):  # the gather indices ride in the state
+            if getattr(self.module, f"idx{j}").tolist() != g:
+                raise JanusError(f"{folder / STATE_FILE}: idx{j} differs from group {j} of "
+                                 f"{MODEL_FILE}; the folder is damaged -- retrain")
 
     def _fit(self, z_train: np.ndarray, z_val: np.ndarray | None) -> None:
         import torch
