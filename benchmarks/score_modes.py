@@ -60,7 +60,7 @@ def main() -> None:
     p.add_argument("--option", nargs="+", default=["onepass", "ode:midpoint:2:visible"])
     args = p.parse_args()
     torch.set_num_threads(1)
-    model, cfg, stats = model_from_checkpoint(load_checkpoint(args.checkpoint))
+    model, cfg, stats = model_from_checkpoint(load_checkpoint(args.checkpoint, require_finished=True))
     ds = load_dataset(args.data)
     labels = load_labels(args.data)
     sp = load_splits(args.splits)
