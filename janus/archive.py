@@ -204,7 +204,11 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
             return
         old = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.old")
         os.rename(dest, old)
-        os.rename(tmp, dest)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            os.rename(old, dest)  # put the previous extraction back
+            raise
     except OSError as exc:
         raise ArchiveError(f"{dest}: cannot move the extracted folder into place "
                            f"({exc.strerror}); remove {dest} and run again") from exc

@@ -406,7 +406,7 @@ def test_negative_size_does_not_loop(box):
     path = box / "neg.tar"
     path.write_bytes(_craft_header(b"ok.txt", b"%011o\0" % 4) + b"fine".ljust(512, b"\0")
                      + _craft_header(b"neg", size) + bytes(2048))
-    _refused(path, CorruptArchiveError, "download it again")
+    _refused(path, CorruptArchiveError, "member 'neg' declares -1024 bytes", "download it again")
 
 
 @pytest.mark.timeout(30)
@@ -485,7 +485,7 @@ def _expected_files() -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("name", ["g.tar", "g.tar.gz", "g.tgz", "g.tar.xz", "g.tar.bz2", "g.zip"])
-@pytest.mark.parametrize("umask", [0o022, 0o077])
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002, 0])  # 0: the modes as written
 def test_good_archive_extracts_with_normal_modes(box, name, umask):
     path = _good(box / name)
     old = os.umask(umask)
@@ -527,6 +527,26 @@ def test_failed_re_extraction_keeps_the_old_folder(box):
     _zip(path, [("one", b"1"), ("../up", b"2")])
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     with pytest.raises(UnsafeArchiveError, match="'../up' has a '..' component"):
+        archive.extract(path)
+    assert _snapshot(dest) == before
+    assert sorted(p.name for p in box.iterdir()) == ["x", "x.zip"]
+
+
+def test_failed_swap_puts_the_old_folder_back(box, monkeypatch):
+    path = _zip(box / "x.zip", [("one", b"1")])
+    dest = archive.extract(path)
+    before = _snapshot(dest)
+    _zip(path, [("two", b"2")])
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if str(src).endswith(".extracting"):
+            raise OSError(28, "No space left on device")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(archive.ArchiveError, match="cannot move the extracted folder into place"):
         archive.extract(path)
     assert _snapshot(dest) == before
     assert sorted(p.name for p in box.iterdir()) == ["x", "x.zip"]
