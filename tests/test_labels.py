@@ -4,6 +4,7 @@ rule labels and the CLI, on hand-made flows tables and CSVs."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -510,3 +511,20 @@ def test_cicddos2019_attacker_rule_keeps_the_csv_classes(tmp_path):
     assert read_labels(ds)["attack"].to_list() == ["drdos_dns", "drdos_ldap", "syn", "benign",
                                                    "attack", "benign"]
     assert rep["overridden"] == {"ip_rule_overridden_by_csv": 1}
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"time_offset": "nan"}, "expected a finite number of hours"),
+    ({"time_offset": "inf"}, "expected a finite number of hours"),
+    ({"tolerance_s": float("inf")}, "expected seconds >= 0"),
+    ({"tolerance_s": float("nan")}, "expected seconds >= 0"),
+    ({"utc_offset_hours": float("nan")}, "UTC offset nan"),
+    ({"attackers": ["10.0.0.1=---"]}, "class '---' is not a class name"),
+    ({"file_classes": ["*a.pcap=???"]}, "'???' is not a class name"),
+])
+def test_non_finite_options_and_classless_names_are_config_errors(tmp_path, kwargs, message):
+    ds = tmp_path / "ds"
+    write_flows(ds, [flow(0, T0)])
+    csv = write_csv(tmp_path / "x.csv", [row(flow(0, T0), local(T0, 0.0), "BENIGN")])
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        label_dataset(ds, csv=[csv], **kwargs)

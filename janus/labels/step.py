@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -105,10 +106,13 @@ def parse_time_offset(value: str | float | None) -> str | float:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     try:
-        return float(value)
+        hours = float(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"time offset {value!r}: expected auto, none or a number of hours") \
             from exc
+    if not math.isfinite(hours):
+        raise ConfigError(f"time offset {value!r}: expected a finite number of hours")
+    return hours
 
 
 def csv_labels(flows: pl.DataFrame, paths: Sequence[Path], *, time_offset: str | float,
@@ -248,8 +252,10 @@ def label_dataset(
         raise ConfigError(f"default {default!r}: expected 'unknown' or 'benign'")
     if sorted(precedence) != sorted(SOURCES):
         raise ConfigError(f"precedence {list(precedence)}: expected an order of {list(SOURCES)}")
-    if not tolerance_s >= 0:
+    if not 0 <= tolerance_s < math.inf:
         raise ConfigError(f"tolerance {tolerance_s}: expected seconds >= 0")
+    if not math.isfinite(utc_offset_hours):
+        raise ConfigError(f"UTC offset {utc_offset_hours}: expected a finite number of hours")
     time_offset = parse_time_offset(time_offset)
     rules = [a if isinstance(a, AttackerRule) else parse_attacker(a) for a in attackers]
     globs = parse_file_classes(file_classes)
