@@ -364,7 +364,9 @@ class _Partial:
             state = cls(**{k: rec.get(k) for k in ("url", "etag", "last_modified", "total")})
         except (OSError, ValueError, TypeError, AttributeError):
             return None
-        if state.url != url or not (state.total is None or isinstance(state.total, int)):
+        texts = (state.url, state.etag, state.last_modified)
+        if state.url != url or not all(t is None or isinstance(t, str) for t in texts) or \
+                not (state.total is None or type(state.total) is int):
             return None
         return state
 
@@ -475,7 +477,7 @@ def fetch(url: str, dest: str | os.PathLike, *, opener: urllib.request.OpenerDir
             if wait >= budget.remaining():
                 raise DownloadError(
                     f"{url}: {_reason(exc)}; no time left for a retry within its deadline of "
-                    f"{budget.limit():.0f} s ({_size(part)} bytes kept in {part}; raise it "
+                    f"{budget.limit():g} s ({_size(part)} bytes kept in {part}; raise it "
                     "with --deadline SECONDS)") from exc
             attempt += 1
             log.warning("%s: %s; retry %d/%d in %.1f s", url, _reason(exc), attempt, retries,

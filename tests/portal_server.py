@@ -54,7 +54,8 @@ class Reply:
     """A scripted answer. ``length``: the Content-Length header ("auto": the body's length,
     None: none, the body ends when the connection closes). ``chunks`` generates the body
     lazily instead of ``body``; ``drip`` sends the body a byte at a time, that many seconds
-    apart. The connection is always closed afterwards."""
+    apart; ``stall`` waits that long before the body. The connection is always closed
+    afterwards."""
 
     status: int = 200
     body: bytes = b""
@@ -63,6 +64,7 @@ class Reply:
     ctype: str = "application/octet-stream"
     chunks: Callable[[], Iterable[bytes]] | None = None
     drip: float = 0.0
+    stall: float = 0.0  # seconds of silence between the headers and the body
 
 
 @dataclass
@@ -229,6 +231,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         try:
+            self.wfile.flush()
+            time.sleep(reply.stall)
             if reply.chunks is not None:
                 for chunk in reply.chunks():
                     self.wfile.write(chunk)
