@@ -358,11 +358,12 @@ def _assemble(
                     kind = _T_STEP_BACK
                     offset += clock - t
                 t = clock
-            tstats[kind] += 1
-            if tstats[kind] == 1:
-                tfirst[kind, 0] = seq0 + i
-                tfirst[kind, 1] = raw
-                tfirst[kind, 2] = file_index[i]
+            if kind >= 0:
+                tstats[kind] += 1
+                if tstats[kind] == 1:
+                    tfirst[kind, 0] = seq0 + i
+                    tfirst[kind, 1] = raw
+                    tfirst[kind, 2] = file_index[i]
         r = t - offset  # the time reported: the packet's own, or the clock's for a clamped one
         clock = max(clock, t)
         f = flags[i]

@@ -139,6 +139,8 @@ def test_real_synflood_initiator_is_the_attacker(real_data_dir, tmp_path):
     summary = extract([real_data_dir / "cicddos2019-synflood.pcap"], tmp_path / "ds")
     flows = pq.read_table(tmp_path / "ds" / FLOWS_FILE)
     assert summary["totals"]["packets_kept"] == 26_316 and summary["totals"]["packets_skipped"] == 0
+    ts = summary["timestamps"]
+    assert ts["clamped_ahead"] == ts["clamped_behind"] == ts["steps_back"] == 0 and not ts["first"]
     assert flows.num_rows == 9_381
     assert set(flows.column("src_ip").to_pylist()) == {"172.16.0.5"}
     assert set(flows.column("dst_ip").to_pylist()) == {"192.168.50.4"}
@@ -151,6 +153,7 @@ def test_real_synflood_initiator_is_the_attacker(real_data_dir, tmp_path):
 def test_real_pcapng_read_whole(real_data_dir, tmp_path):
     summary = extract([real_data_dir / "cicids2017-monday-benign.pcapng"], tmp_path / "ds")
     assert summary["totals"]["packets_kept"] + summary["totals"]["packets_skipped"] == 6_000
+    assert not summary["timestamps"]["first"] and not summary["skipped"].get("damaged_regions")
     flows = pq.read_table(tmp_path / "ds" / FLOWS_FILE)
     assert flows.num_rows == summary["totals"]["flows"] > 150
     assert sum(flows.column("n_packets").to_pylist()) == summary["totals"]["packets_kept"]
