@@ -468,7 +468,7 @@ def fetch(url: str, dest: str | os.PathLike, *, opener: urllib.request.OpenerDir
             if cert is not None:
                 raise DownloadError(_cert_message(url, cert)) from exc
             if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 429:
-                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+                raise DownloadError(f"{url}: {_reason(exc)}") from exc
             if attempt >= retries:
                 raise DownloadError(
                     f"{url}: {_reason(exc)} (gave up after {attempt + 1} attempts; "
@@ -601,15 +601,17 @@ def _check_partial(value: str, length: int | None, offset: int, state: _Partial 
                    etag: str | None, modified: str | None, url: str) -> int | None:
     """The file's total size from a 206; :class:`_Restart` when it does not continue the .part."""
     m = _RANGE_RE.fullmatch(value.strip())
-    if state is None or not m:
+    if not m or (state is None and offset):
         raise _Restart(f"HTTP 206 with Content-Range {value!r} to a request for bytes "
-                       f"{offset}- ")
+                       f"{offset}-")
     start, end = int(m.group(1)), int(m.group(2))
     total = None if m.group(3) == "*" else int(m.group(3))
     if start != offset:
         raise _Restart(f"the server resumed at byte {start}, not {offset}")
     if end < start or (total is not None and end >= total):
         raise _Restart(f"HTTP 206 with an impossible Content-Range {value!r}")
+    if state is None:  # a 206 for the whole file to a request without Range
+        state = _Partial("", etag, modified, total)
     if (state.etag and etag and etag != state.etag) or \
             (state.if_range() == state.last_modified and modified and
              modified != state.last_modified):
@@ -682,11 +684,14 @@ def _size(path: Path) -> int:
 
 
 def _reason(exc: BaseException) -> str:
+    """``exc`` in one line (urllib's redirect-loop message spans three)."""
     if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return str(exc.reason)
-    return str(exc) or type(exc).__name__
+        text = f"HTTP {exc.code} {exc.reason}"
+    elif isinstance(exc, urllib.error.URLError):
+        text = str(exc.reason)
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
 
 
 def file_digests(path: str | os.PathLike, *, progress: bool | None = None) -> dict[str, str]:

@@ -317,6 +317,19 @@ def test_206_that_does_not_continue_the_part_starts_over(server, tmp_path, conte
     assert [r.headers.get("Range") for r in _gets(server)] == ["bytes=5000-", None]
 
 
+def test_206_with_the_whole_file_to_a_plain_request_is_accepted(server, tmp_path):
+    server.script[DAY] = [Reply(206, CAPTURE, {"Content-Range": "bytes 0-16383/16384"})]
+    assert _day(server, tmp_path).read_bytes() == CAPTURE
+    assert len(_gets(server)) == 1
+
+
+def test_redirect_loop_is_a_one_line_error(server, tmp_path):
+    server.script[DAY] = [Reply(302, headers={"Location": f"/mirror/{DAY}"})] * 20
+    with pytest.raises(DownloadError) as err:
+        _day(server, tmp_path)
+    assert "infinite loop" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_restarts_are_bounded(server, tmp_path):
     server.script[DAY] = [Reply(206, CAPTURE, {"Content-Range": "bytes 7-9/9"})] * 10
     with pytest.raises(DownloadError, match="fresh starts"):
