@@ -22,7 +22,9 @@ Formats:
   timestamp of the record before it in the file (0.0 if it is the first record). Known
   non-packet blocks (name resolution, interface statistics, decryption secrets, journal
   export, custom) are ignored; blocks of unknown type are counted as
-  ``pcapng_unknown_block``.
+  ``pcapng_unknown_block``. Interfaces live in arrays and the packets of a window are decoded
+  together however many IDBs and SHBs lie between them, so the cost is linear in the blocks
+  (an IDB before every packet costs about what one IDB does).
 
 Damage is handled without losing good records: a truncated final record is dropped with a
 warning and its bytes counted in ``skips["truncated_tail_bytes"]``. A record or block whose
@@ -45,9 +47,9 @@ on. "Demonstrably" means a chain of records that each pass every check a real on
   block and an interface the section has. Every byte offset is tried (inserted garbage need
   not be a multiple of 4 bytes long).
 
-If no such chain follows, the rest of the file is skipped, with the same warning. An Enhanced
-or obsolete Packet Block naming an interface its section does not have is dropped alone and
-counted as ``pcapng_bad_interface`` (strict: an error). A final record that runs past the end
+If no such chain follows, the rest of the file is skipped, with the same warning. A packet
+block naming an interface its section does not have (or a Simple Packet Block in a section
+without one) is dropped alone and counted as ``pcapng_bad_interface`` (strict: an error). A final record that runs past the end
 of the file but is followed, inside its claimed length, by such a chain was a corrupt length,
 not a cut: it is damage too.
 """
@@ -83,7 +85,8 @@ MAX_BLOCK_BYTES = 16 << 20
 #: windows are joined into batches of about ``chunk_bytes`` of file.
 READ_WINDOW = 4 << 20
 #: Skip-counter keys that count something other than packets: bytes of a cut final record,
-#: pcapng blocks of unknown type. Every other key counts skipped packets.
+#: pcapng blocks of unknown type, bytes and regions skipped over damage (below). Every other
+#: key counts skipped packets.
 TRUNCATED_TAIL_BYTES = "truncated_tail_bytes"
 PCAPNG_UNKNOWN_BLOCK = "pcapng_unknown_block"
 #: Bytes skipped over damage while resynchronising, and how many damaged regions there were.
@@ -917,9 +920,11 @@ def iter_capture(
         file_index: stored in every row's ``file_index`` (the file's index in the caller's
             list of files).
         skips: counter incremented, by reason, for every record that is not in a batch
-            (reasons: see :mod:`janus.decode`). The keys in :data:`NON_PACKET_SKIP_KEYS`
-            count something else than packets: ``truncated_tail_bytes`` (bytes of a cut
-            final record) and ``pcapng_unknown_block`` (pcapng blocks of unknown type).
+            (reasons: see :mod:`janus.decode`, and ``pcapng_bad_interface``). The keys in
+            :data:`NON_PACKET_SKIP_KEYS` count something else than packets:
+            ``truncated_tail_bytes`` (bytes of a cut final record), ``pcapng_unknown_block``
+            (pcapng blocks of unknown type), ``damaged_bytes_skipped`` and
+            ``damaged_regions`` (bytes skipped over damage, and how many regions).
         chunk_bytes: about how many bytes of file each batch covers; memory is a small
             multiple of ``min(chunk_bytes, 4 MiB)`` plus the batch. The rows do not depend
             on it.
