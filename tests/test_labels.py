@@ -528,3 +528,31 @@ def test_non_finite_options_and_classless_names_are_config_errors(tmp_path, kwar
     csv = write_csv(tmp_path / "x.csv", [row(flow(0, T0), local(T0, 0.0), "BENIGN")])
     with pytest.raises(ConfigError, match=re.escape(message)):
         label_dataset(ds, csv=[csv], **kwargs)
+
+
+def test_huge_fields_are_cut_and_counted_not_carried(tmp_path, caplog):
+    """A megabyte field (a damaged file) is cut to MAX_FIELD_CHARS: its row is unmatched
+    for a named reason, the others are labelled, and no message carries the megabyte."""
+    from janus.labels.cic_csv import MAX_FIELD_CHARS
+
+    ds = tmp_path / "ds"
+    write_flows(ds, [flow(i, T0) for i in range(4)])
+    huge = "A" * 2_000_000
+    rows = [row(flow(0, T0), local(T0, 0.0), huge), row(flow(1, T0), local(T0, 0.0), "DoS Hulk"),
+            (f"192.168.10.{'2' * 2_000_000}", 40002, "10.0.0.1", 80, 6, local(T0, 0.0), "Bot"),
+            row(flow(3, T0), "9" * 2_000_000, "Bot")]
+    csv = write_csv(tmp_path / "x.csv", rows)
+    assert read_label_csv(csv).table["raw_label"].str.len_chars().max() == MAX_FIELD_CHARS
+    with caplog.at_level("WARNING", logger="janus.labels"):
+        rep = label_dataset(ds, csv=[csv], time_offset="none")
+    assert rep["csv"]["unmatched_reasons"] == {"bad_label": 1, "bad_endpoint": 1,
+                                               "bad_timestamp": 1}
+    assert read_labels(ds)["attack"].to_list() == ["unknown", "dos_hulk", "unknown", "unknown"]
+    assert max(len(r.getMessage()) for r in caplog.records) < 1000
+    assert f"'{'A' * 60}'... ({MAX_FIELD_CHARS} characters) is not a class name" in caplog.text
+    assert len((ds / LABELS_REPORT_FILE).read_text()) < 20_000
+    # Every timestamp unparseable: the one-line error shows the value clipped.
+    write_csv(csv, [row(flow(3, T0), "9" * 2_000_000, "Bot")])
+    with pytest.raises(JanusError, match=r"line 2: no Timestamp could be parsed") as info:
+        label_dataset(ds, csv=[csv])
+    assert len(str(info.value)) < 400

@@ -73,6 +73,8 @@ class LabelCsv:
 _SCAN_CHUNK = 1 << 24
 #: Longest header line read, bytes.
 _MAX_HEADER = 1 << 20
+#: Fields are cut to this many characters (see :func:`read_label_csv`).
+MAX_FIELD_CHARS = 256
 
 
 def _line_of(path: Path, offset: int) -> int:
@@ -157,7 +159,7 @@ def _header_indices(path: Path) -> dict[str, int]:
     missing = [COLUMN_ALIASES[n][0].title() for n in COLUMN_ALIASES if n not in found]
     if missing:
         raise JanusError(
-            f"{path}: label CSV lacks column(s) {', '.join(missing)} (header: {header[:12]}...). "
+            f"{path}: label CSV lacks column(s) {', '.join(missing)} (header: {[h[:40] for h in header[:12]]}...). "
             "Only CSVs with endpoints and timestamps (CIC 'GeneratedLabelledFlows' / "
             "'TrafficLabelling') can be joined to flows; 'MachineLearningCVE' CSVs cannot."
         )
@@ -236,11 +238,17 @@ def read_label_csv(path: str | Path) -> LabelCsv:
     # keeps blank lines as rows, so data row k is line k + 2.
     raw = raw.with_row_index("line", offset=2).with_columns(
         pl.col(c).str.strip_chars() for c in names)
+    # No valid address, port, time or class is this long; cutting a huge (damaged) field
+    # keeps it invalid and keeps every later step from copying megabytes around.
+    longest = raw.select(pl.col(c).str.len_bytes().max() for c in names).row(0)
+    raw = raw.with_columns(pl.col(c).str.slice(0, MAX_FIELD_CHARS)
+                           for c, n in zip(names, longest) if n and n > MAX_FIELD_CHARS)
     raw = raw.filter(pl.col("raw_label").is_not_null() & (pl.col("raw_label") != ""))
     times, fmt, suspect = parse_timestamps(raw["timestamp"])
     if raw.height and times["time"].null_count() == raw.height:
         raise JanusError(
-            f"{path}: no Timestamp could be parsed (first value {raw['timestamp'][0]!r}); "
+            f"{path}: line {raw['line'][0]}: no Timestamp could be parsed (first value "
+            f"{clip(raw['timestamp'][0])}); "
             "expected 'd/m/yyyy h:mm[:ss] [AM|PM]' or 'yyyy-mm-dd hh:mm:ss[.ffffff]'"
         )
     table = pl.concat([raw, times], how="horizontal").select(
@@ -260,3 +268,9 @@ def _parse_failure(path: Path) -> str:
             if line.count(b'"') % 2:
                 return f"line {number}: unbalanced quote (\"); "
     return ""
+
+
+def clip(text: str | None, limit: int = 60) -> str:
+    """``repr`` of a field for a message, cut to ``limit`` characters."""
+    text = "" if text is None else text
+    return repr(text[:limit]) + (f"... ({len(text)} characters)" if len(text) > limit else "")

@@ -39,7 +39,7 @@ from .. import contract, io
 from ..cli import run_main
 from ..errors import ConfigError, JanusError
 from . import join
-from .cic_csv import read_label_csv
+from .cic_csv import clip, read_label_csv
 from .names import normalise_label
 from .rules import (
     AttackerRule,
@@ -55,8 +55,10 @@ LABELS_REPORT_FILE = contract.LABELS_REPORT_FILE
 SOURCES = ("csv", "ip_rule", "file")
 DEFAULT_PRECEDENCE = ("ip_rule", "csv", "file")
 DEFAULT_TOLERANCE_S = 120.0
-#: ``label`` of CSV rows whose label text has no letter or digit (left out, counted).
+#: ``label`` of CSV rows whose label text has no letter or digit, or is longer than
+#: :data:`MAX_LABEL_CHARS` (left out, counted).
 BAD_LABEL = -2
+MAX_LABEL_CHARS = 200
 _FLOW_COLUMNS = ("flow_id", "src_ip", "dst_ip", "src_port", "dst_port", "proto",
                  "start_time", "end_time", "source_file")
 
@@ -147,8 +149,10 @@ def csv_labels(flows: pl.DataFrame, paths: Sequence[Path], *, time_offset: str |
     names = []
     for raw in raws:
         try:
+            if len(raw) > MAX_LABEL_CHARS:
+                raise JanusError("too long")
             names.append(normalise_label(raw))
-        except JanusError:  # no letter or digit: a damaged row, not a class
+        except JanusError:  # no letter or digit, or pages of text: a damaged row
             names.append((BAD_LABEL, None))
     rows = rows.join(pl.DataFrame({
         "raw_label": pl.Series(raws, dtype=pl.String),
@@ -179,9 +183,9 @@ def csv_labels(flows: pl.DataFrame, paths: Sequence[Path], *, time_offset: str |
     bad = rows.filter(pl.col("label") == BAD_LABEL)
     if bad.height:
         first = bad.row(0, named=True)
-        log.warning("%s: line %d: label %r is not a class name; %d such rows are left out "
+        log.warning("%s: line %d: label %s is not a class name; %d such rows are left out "
                     "(unmatched_reasons.bad_label)", paths[first["file"]], first["line"],
-                    first["raw_label"], bad.height)
+                    clip(first["raw_label"]), bad.height)
     known = rows.filter(pl.col("label") >= 0)
     matched = join.match_rows(known, keyed_flows, tolerance_s).join(
         known.select("row_id", "label", "attack"), on="row_id")
