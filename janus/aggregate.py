@@ -37,15 +37,15 @@ input and the form of every method but ``oas_paper``:
   clips in the columns' own coordinates, where "higher = more anomalous" holds, not in the
   whitened ones, where it has no meaning; ``P`` is PSD, so the form stays a norm of ``u``.
   ``two``: the paper's form.
-* ``collinear`` -- ``drop`` (default): leave out columns that are exact functions of others.
-  ``disc_nll_total`` is the sum of the six ``disc_nll_c`` and ``terminal_norm`` a per-flow,
-  length-weighted mean of ``terminal_flow`` and ``terminal_packet``
-  (:data:`DERIVED_COLUMNS`); each is dropped when all its parts are among the inputs. Any
-  other column that is an exact linear combination of the columns kept before it (residual
-  RMS below :data:`_COLLINEAR_TOL` of its standard deviation on the validation flows) is
-  dropped too. Such a column adds no information but a near-null covariance direction whose
-  tiny variance turns a rounding-level (or length-induced) deviation into a large distance.
-  ``keep``: use every input column.
+* ``collinear`` -- ``exact`` (default): leave out every column that is an exact linear
+  combination of the others (residual RMS below :data:`_COLLINEAR_TOL` of its standard
+  deviation on the validation flows; columns tested in input order, so ``disc_nll_total``,
+  the sum of the six ``disc_nll_c`` that follow it, is the one dropped). Such a column adds
+  no information, only a null direction of the covariance and a second weight on its parts.
+  ``terminal_norm`` is *not* exact: it is a per-flow, length-weighted mean of
+  ``terminal_flow`` and ``terminal_packet``, and it is the best single score, so it stays.
+  ``drop``: also drop the columns of :data:`DERIVED_COLUMNS` (``disc_nll_total``,
+  ``terminal_norm``) whenever all their parts are inputs. ``keep``: use every input column.
 * ``transform`` -- ``none`` (default), ``log1p`` or ``log``: a per-column transform applied
   before z-scoring, for nonnegative scores (squared norms, NLLs) with heavy right tails:
   ``log1p(x)``, or ``log(x + eps_j)`` with ``eps_j`` = 1 % of the column's validation median
@@ -81,7 +81,7 @@ METHODS: tuple[str, ...] = ("oas", "oas_paper", "maxz", "mahalanobis", "ledoit_w
 #: Values of :attr:`AggregateOptions.sided`, :attr:`~AggregateOptions.collinear` and
 #: :attr:`~AggregateOptions.transform`.
 SIDES: tuple[str, ...] = ("one", "two")
-COLLINEAR: tuple[str, ...] = ("drop", "keep")
+COLLINEAR: tuple[str, ...] = ("drop", "exact", "keep")
 TRANSFORMS: tuple[str, ...] = ("none", "log1p", "log")
 
 #: Score columns that are exact functions of other columns: name -> its parts.
@@ -94,8 +94,9 @@ DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {
 #: Validation standard deviations below this are treated as a constant column.
 _MIN_STD = 1e-12
 #: A column whose least-squares residual on the kept columns has an RMS below this (in units
-#: of its own validation std) is an exact linear combination of them.
-_COLLINEAR_TOL = 1e-8
+#: of its own validation std) is an exact linear combination of them. Scores are computed in
+#: float32 (relative rounding ~1e-7); a merely correlated column is far above this.
+_COLLINEAR_TOL = 1e-5
 #: ``log`` transform offset, as a fraction of the column's validation median.
 _LOG_EPS = 0.01
 
@@ -106,7 +107,7 @@ class AggregateOptions:
     the module docstring); ``oas_paper`` ignores them."""
 
     sided: str = "one"
-    collinear: str = "drop"
+    collinear: str = "exact"
     transform: str = "none"
 
     def __post_init__(self) -> None:
@@ -192,24 +193,28 @@ def derived_columns(columns: Sequence[str]) -> list[str]:
 
 
 def independent_columns(z: np.ndarray, candidates: Sequence[int]) -> list[int]:
-    """The ``candidates`` (column indices of ``z`` ``(n, d)``, z-scored) left after dropping,
-    in order, each one that is an exact linear combination of those kept before it.
+    """The ``candidates`` (column indices of ``z`` ``(n, d)``, z-scored) left after dropping
+    each one that is an exact linear combination of the others still kept, tested in order.
 
-    A constant column (all zeros after z-scoring) is kept: its unit scale is handled by the
-    covariance estimators. The test needs more flows than regressors; with too few, a
-    column is kept unchecked (on ``n <= k + 1`` points any column is a combination).
+    Testing in order against *all* the others drops a total before its parts when it comes
+    first, as in :data:`janus.contract.SCORE_COLUMNS`. "Exact" allows for float32 rounding in
+    the score files (a sum of six float32 NLLs is off by ~1e-7 of its scale): residual RMS
+    below :data:`_COLLINEAR_TOL`. A constant column (all zeros after z-scoring) is kept: its
+    unit scale is handled by the covariance estimators. The test needs more flows than
+    regressors; with too few (``n <= k + 1``, where any column is a combination), a column is
+    kept unchecked.
     """
-    kept: list[int] = []
+    kept = list(candidates)
     for j in candidates:
         col = z[:, j]
-        basis = [k for k in kept if np.any(z[:, k] != 0.0)]
-        if basis and np.any(col != 0.0) and len(basis) + 1 < z.shape[0]:
-            a = np.column_stack([np.ones(z.shape[0]), z[:, basis]])  # (n, 1 + k)
-            coef, *_ = np.linalg.lstsq(a, col, rcond=None)
-            resid = col - a @ coef
-            if np.sqrt(np.mean(resid**2)) < _COLLINEAR_TOL * max(col.std(), _MIN_STD):
-                continue
-        kept.append(j)
+        others = [k for k in kept if k != j and np.any(z[:, k] != 0.0)]
+        if not others or not np.any(col != 0.0) or len(others) + 1 >= z.shape[0]:
+            continue
+        a = np.column_stack([np.ones(z.shape[0]), z[:, others]])  # (n, 1 + k)
+        coef, *_ = np.linalg.lstsq(a, col, rcond=None)
+        resid = col - a @ coef
+        if np.sqrt(np.mean(resid**2)) < _COLLINEAR_TOL * max(col.std(), _MIN_STD):
+            kept.remove(j)
     return kept
 
 
@@ -260,7 +265,7 @@ def fit_aggregator(
     t = _transform(x[:, candidates], opts.transform, offset[candidates], names)  # (n, c)
     mean, std = _zscore_stats(t, names)
     keep = candidates
-    if opts.collinear == "drop":
+    if opts.collinear in ("drop", "exact"):
         z_c = (t - mean) / std  # (n, c)
         keep = [candidates[i] for i in independent_columns(z_c, range(len(candidates)))]
         dropped += [cols[j] for j in candidates if j not in keep]
@@ -392,9 +397,10 @@ def add_option_arguments(p: argparse.ArgumentParser) -> None:
                    help="one: only scores above the benign centre count (z clipped at 0 from "
                    f"below); two: the paper's two-sided distance (default {d.sided})")
     g.add_argument("--collinear", choices=COLLINEAR, default=d.collinear,
-                   help="drop: leave out disc_nll_total / terminal_norm when their parts are "
-                   "inputs, and any column that is an exact linear combination of earlier ones; "
-                   f"keep: use every column (default {d.collinear})")
+                   help="exact: leave out every column that is an exact linear combination of "
+                   "the others (disc_nll_total); drop: also disc_nll_total / terminal_norm "
+                   "whenever their parts are inputs; keep: use every column (default "
+                   f"{d.collinear})")
     g.add_argument("--transform", choices=TRANSFORMS, default=d.transform,
                    help="per-column transform of the nonnegative scores before z-scoring: none, "
                    f"log1p, or log (x + 1%% of the validation median) (default {d.transform})")

@@ -221,19 +221,33 @@ def test_one_sided_ignores_how_far_below_the_centre_a_score_is(method):
     assert (two.apply(pushed)[moved] > two.apply(new)[moved]).all()
 
 
-def test_derived_columns_are_dropped_when_their_parts_are_present():
+def test_default_drops_the_exact_sum_and_keeps_the_length_weighted_mean():
     val = _score_vectors(300)
     agg = aggregate.fit_aggregator(val, "oas", COLS)
+    assert agg.stats["dropped"] == ["disc_nll_total"]
+    assert agg.used == tuple(c for c in COLS if c != "disc_nll_total")
+    rest = [j for j, c in enumerate(COLS) if c != "disc_nll_total"]
+    new = _score_vectors(40, seed=2, shift=0.3)
+    alone = aggregate.fit_aggregator(val[:, rest], "oas", [COLS[j] for j in rest])
+    np.testing.assert_allclose(agg.apply(new), alone.apply(new[:, rest]), rtol=1e-12)
+    # float32 score files: the sum is exact only to ~1e-7 of its scale, and still found.
+    val32 = val.astype(np.float32).astype(np.float64)
+    assert aggregate.fit_aggregator(val32, "oas", COLS).stats["dropped"] == ["disc_nll_total"]
+
+
+def test_derived_columns_are_dropped_by_name_when_their_parts_are_present():
+    val = _score_vectors(300)
+    drop = aggregate.AggregateOptions(collinear="drop")
+    agg = aggregate.fit_aggregator(val, "oas", COLS, drop)
     assert set(COLS) - set(agg.used) == {"disc_nll_total", "terminal_norm"}
     assert agg.stats["dropped"] == ["disc_nll_total", "terminal_norm"]
     rest = [j for j, c in enumerate(COLS) if c not in ("disc_nll_total", "terminal_norm")]
     new = _score_vectors(40, seed=2, shift=0.3)
-    alone = aggregate.fit_aggregator(val[:, rest], "oas", [COLS[j] for j in rest])
+    alone = aggregate.fit_aggregator(val[:, rest], "oas", [COLS[j] for j in rest], drop)
     np.testing.assert_allclose(agg.apply(new), alone.apply(new[:, rest]), rtol=1e-12)
-    # Without its parts a derived column stays: the 3 continuous scores keep terminal_norm
-    # only when a part is missing.
+    # Without all its parts a derived column stays.
     sub = ["terminal_norm", "terminal_flow"]
-    assert aggregate.fit_aggregator(val[:, :2], "oas", sub).used == tuple(sub)
+    assert aggregate.fit_aggregator(val[:, :2], "oas", sub, drop).used == tuple(sub)
     # keep: every column is used.
     kept = aggregate.fit_aggregator(val, "oas", COLS, aggregate.AggregateOptions(
         collinear="keep"))
@@ -241,25 +255,24 @@ def test_derived_columns_are_dropped_when_their_parts_are_present():
 
 
 def test_exact_linear_combinations_are_detected_numerically():
-    """Columns with no derived-column name that are exact linear combinations of earlier ones
-    are dropped; a merely correlated column is not."""
+    """Columns that are exact linear combinations of the others are dropped, the first
+    first (a total listed before its parts goes); a merely correlated column stays."""
     rng = np.random.default_rng(4)
     a, b = rng.gamma(2.0, 1.0, 300), rng.gamma(3.0, 2.0, 300)
-    near = a + 0.05 * rng.normal(size=300)
-    val = np.column_stack([a, b, 2.0 * a - 0.5 * b + 3.0, near, a + b])
-    agg = aggregate.fit_aggregator(val, "oas", ["a", "b", "lin", "near", "sum"])
+    near = a + 0.01 * rng.normal(size=300)
+    val = np.column_stack([a + b, 2.0 * a - 0.5 * b + 3.0, a, b, near])
+    agg = aggregate.fit_aggregator(val, "oas", ["sum", "lin", "a", "b", "near"])
     assert agg.used == ("a", "b", "near")
-    assert agg.stats["dropped"] == ["lin", "sum"]
+    assert agg.stats["dropped"] == ["sum", "lin"]
     assert np.isfinite(agg.stats["condition"])
-    # The kept covariance is full rank: OAS on the 3 columns is reproduced exactly.
-    alone = aggregate.fit_aggregator(val[:, [0, 1, 3]], "oas", ["a", "b", "near"])
-    np.testing.assert_allclose(agg.apply(val), alone.apply(val[:, [0, 1, 3]]), rtol=1e-12)
+    alone = aggregate.fit_aggregator(val[:, 2:], "oas", ["a", "b", "near"])
+    np.testing.assert_allclose(agg.apply(val), alone.apply(val[:, 2:]), rtol=1e-12)
 
 
 def test_collinear_check_needs_more_flows_than_columns():
-    # 4 flows, 3 columns: any column is a combination of the others on 4 points with an
-    # intercept and 2 regressors + 1 < 4 is false for the third column: it is kept.
-    val = np.array([[1.0, 5.0, 2.0], [2.0, 3.0, 7.0], [4.0, 4.0, 1.0], [3.0, 1.0, 5.0]])
+    # 3 flows: a column regressed on an intercept and the 2 others fits 3 points exactly
+    # whatever the data, so the check is skipped and no column is called collinear.
+    val = np.array([[1.0, 5.0, 2.0], [2.0, 3.0, 7.0], [4.0, 4.0, 1.0]])
     assert aggregate.fit_aggregator(val, "oas", ["x", "y", "w"]).used == ("x", "y", "w")
 
 

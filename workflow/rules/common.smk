@@ -326,6 +326,7 @@ TRAIN_FLAGS = " ".join(
     )
 )
 MODEL_FLAGS = optional_flags("model", ["d_model", "n_layers", "n_heads"])
+AGGREGATE_FLAGS = optional_flags("aggregate", ["sided", "collinear", "transform"])
 
 
 # --------------------------------------------------------------------------- models

@@ -26,7 +26,8 @@ rule evaluate:
         runtime=res("light", "runtime"),
     params:
         runs=evaluate_args,
+        aggregate=AGGREGATE_FLAGS,
         janus=JANUS,
     shell:
         "python -m janus.evaluate --source {wildcards.source} --seed {wildcards.seed}"
-        " {params.runs} > {log} 2>&1"
+        " {params.aggregate} {params.runs} > {log} 2>&1"
