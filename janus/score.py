@@ -82,7 +82,6 @@ MAX_TOKENS = 16_384
 #: Parquet schema-metadata key of a scores file: the :class:`ScoreOptions` that made it (JSON).
 SCORE_OPTIONS_KEY = "janus.score_options"
 
-
 MODES = ("onepass", "ode")
 SOLVERS = ("euler", "midpoint")
 ODE_FLAGS = ("hidden", "visible")
@@ -90,7 +89,11 @@ ODE_FLAGS = ("hidden", "visible")
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    """How the terminal point is computed (see the module docstring)."""
+    """How the terminal point is computed (see the module docstring).
+
+    The defaults were chosen by measurement (README "Scores"): two midpoint steps match eight
+    to 0.002 AUROC, and letting the field see the observed flags is what gains AUROC.
+    """
 
     mode: str = "ode"  # "onepass" (one Euler step) or "ode" (integrate t = 1 -> 0)
     steps: int = 2  # ode: fixed steps from t = 1 to t = 0
