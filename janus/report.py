@@ -361,7 +361,7 @@ def aggregators_md(res: Results) -> str:
     parts = ["# Aggregators of the 10-d score vector\n",
              "All fitted on the target's benign validation scores; AUROC mean ± std over "
              "seeds. `oas` is the default scalar (the `aggregate` options of the config: by "
-             "default one-sided, without the derived `disc_nll_total` and `terminal_norm`); "
+             "default one-sided, without the exact sum `disc_nll_total`); "
              "`oas_paper` is the paper's two-sided OAS over every score; `maxz`, "
              "`mahalanobis` and `ledoit_wolf` take the same options as `oas`. "
              f"`{REFERENCE_SCORE}` is the best single raw score, for reference.\n"]

@@ -19,6 +19,23 @@ def real_data_dir() -> Path:
     return REAL_DATA
 
 
+@pytest.fixture(scope="session")
+def tiny_workflow(tmp_path_factory) -> tuple[Path, tuple[str, ...]]:
+    """``config/test.yaml`` run once, from captures to tables, in a fresh copy of the workflow:
+    ``(folder, snakemake arguments)``. Shared by tests/test_workflow.py (files, rerun, report)
+    and tests/test_end_to_end.py (values), so the suite pays for one run."""
+    from test_workflow import _copy_workflow, _snakemake
+
+    wf = _copy_workflow(tmp_path_factory.mktemp("tiny") / "wf")
+    args = ("--cores", "2", "--configfile", "config/test.yaml", "--replace-workflow-config")
+    out = _snakemake(wf, *args, timeout=900)
+    if out.returncode != 0:
+        logs = "\n".join(f"== {p}\n{p.read_text()[-1500:]}" for p in (wf / "logs").rglob("*.log")
+                         if "rror" in p.read_text())
+        pytest.fail(f"snakemake failed:\n{out.stderr[-4000:]}\n{logs[-6000:]}")
+    return wf, args
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Run torch on one thread in tests: the tensors are tiny, so a second thread only adds

@@ -289,15 +289,10 @@ def test_config_hash_and_fingerprint(tmp_path):
 
 
 @pytest.mark.slow
-def test_end_to_end_tiny_config(tmp_path):
-    """config/test.yaml from captures to tables, then nothing left to do on a second run."""
-    wf = _copy_workflow(tmp_path / "wf")
-    args = ("--cores", "2", "--configfile", "config/test.yaml", "--replace-workflow-config")
-    out = _snakemake(wf, *args, timeout=900)
-    if out.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text()[-1500:]}" for p in (wf / "logs").rglob("*.log")
-                         if "rror" in p.read_text())
-        pytest.fail(f"snakemake failed:\n{out.stderr[-4000:]}\n{logs[-6000:]}")
+def test_end_to_end_tiny_config(tiny_workflow):
+    """config/test.yaml from captures to tables (the shared run of conftest.tiny_workflow;
+    tests/test_end_to_end.py checks its values), then nothing left to do on a second run."""
+    wf, args = tiny_workflow
     cross = (wf / "results" / "cross_matrix.md").read_text()
     assert "## janus: Mahalanobis-OAS vs terminal_norm" in cross
     assert "| office |" in cross and "| iot |" in cross
