@@ -16,9 +16,9 @@ Semantics (one flow = one row of ``flows.parquet`` and one ``(T, 9)`` slice of t
   a new flow. A pure SYN on an open flow that is already past its handshake (it carried a
   packet without SYN) also starts a new flow and ends the old one with ``"new_syn"`` (a port
   reused after an unseen teardown); a retransmitted SYN of an unanswered attempt does not.
-* **Timeouts.** The assembler keeps a *capture clock*, the newest timestamp seen so far. A
-  packet arriving when ``clock - last_packet_time > idle_timeout`` starts a new flow and the
-  old one ends ``"idle"``; a packet more than ``active_timeout`` seconds after its flow's
+* **Timeouts.** The assembler keeps a *capture clock*, the newest timestamp seen so far (as
+  read through the timestamp guard below). A packet arriving when ``clock -
+  last_packet_time > idle_timeout`` starts a new flow and the old one ends ``"idle"``; a packet more than ``active_timeout`` seconds after its flow's
   first packet starts a new flow and the old one ends ``"active"``. A closed TCP flow that
   times out keeps ``"fin"``/``"rst"``. Flows still open at the end of input end ``"eof"``, or
   ``"idle"`` if the clock had already passed their idle timeout. Measuring idleness against
@@ -40,7 +40,7 @@ Semantics (one flow = one row of ``flows.parquet`` and one ``(T, 9)`` slice of t
   forward by the step, so the clock carries on from where it was and no flow breaks
   (``steps_back``; the flows still report the capture's own timestamps). Unconfirmed, it is
   given the clock's time (``clamped_behind``). Near the end of the stream, where fewer than
-  :data:`CLOCK_LOOKAHEAD` packets follow, all of those that follow must confirm (the last
+  :data:`CLOCK_CONFIRM` packets follow, all of those that follow must confirm (the last
   packet is taken as it is). Absolute bounds (say, before 1990) are deliberately not used:
   devices without a real-time clock write whole captures dated 1970, and synthetic captures
   often start at 0. :attr:`FlowAssembler.timestamp_stats` counts each kind, and
