@@ -303,11 +303,6 @@ def _rebuild_table(tab, slots, slot_hash):  # pragma: no cover - compiled
         tab[p] = s
 
 
-# The per-packet state machine is sequential by nature: whether packet i opens a flow, joins
-# one or closes one depends on every earlier packet of its key (FIN/RST state, timeouts,
-# initiator). NumPy cannot express that recurrence without a Python-level loop over packets
-# (~1 us each), so the loop is compiled with numba; key canonicalisation and hashing around
-# it stay vectorised NumPy.
 @numba.njit(cache=True, nogil=True)
 def _confirmations(ts, i, offset, lo, hi, look):  # pragma: no cover - compiled
     """(how many of the ``look`` packets after ``i`` have a clock time in ``[lo, hi]``, how
@@ -323,6 +318,11 @@ def _confirmations(ts, i, offset, lo, hi, look):  # pragma: no cover - compiled
     return c, m
 
 
+# The per-packet state machine is sequential by nature: whether packet i opens a flow, joins
+# one or closes one depends on every earlier packet of its key (FIN/RST state, timeouts,
+# initiator). NumPy cannot express that recurrence without a Python-level loop over packets
+# (~1 us each), so the loop is compiled with numba; key canonicalisation and hashing around
+# it stay vectorised NumPy.
 @numba.njit(cache=True, nogil=True)
 def _assemble(
     start, keys, hashes, src_is_a, ts, wire_len, flags, win, proto, file_index, seq0,
