@@ -258,6 +258,13 @@ def train_and_score(st: Settings, vs: list[Variant]) -> dict[str, float]:
     trained model (for sizing)."""
     c = st.cfg
     m, t = c["model"], c["train"]
+    # The config's sizes and optimisation keys, common to every variant (the method keys --
+    # warm-up, coupling, scoring -- come from the variant).
+    known = help_options("train")
+    sizes = [x for key in ("epochs", "batch_size", "lr", "patience", "min_delta",
+                           "max_train_flows")
+             if t.get(key) is not None and f"--{key.replace('_', '-')}" in known
+             for x in (f"--{key.replace('_', '-')}", str(t[key]))]
     timings: dict[str, float] = {}
     tasks = []
     for v in vs:
@@ -283,9 +290,7 @@ def train_and_score(st: Settings, vs: list[Variant]) -> dict[str, float]:
                           "--max-packets", str(c["extract"]["max_packets"]),
                           "--d-model", str(m["d_model"]), "--n-layers", str(m["n_layers"]),
                           "--n-heads", str(m["n_heads"]), "--sigma", str(m["sigma_within"]),
-                          "--lambda-disc", str(lam), "--epochs", str(t["epochs"]),
-                          "--batch-size", str(t["batch_size"]), "--lr", str(t["lr"]),
-                          "--patience", str(t["patience"]), "--device", "cpu",
+                          "--lambda-disc", str(lam), *sizes, "--device", "cpu",
                           "--threads", "1", *v.train),
                     st.work / "logs" / "train" / tk / f"{src}_{seed}.log")
             timings[f"{tk}/{src}/{seed}"] = time.perf_counter() - t0
@@ -399,8 +404,9 @@ def table(rows: list[tuple[str, str, dict, dict | None]]) -> str:
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join([":---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
     for name, scalar, stats, ref in rows:
-        cells = [name, scalar] + [_fmt(stats[m]) for m, _ in METRIC_COLS]
-        cells += ["" if ref is None else _fmt(list(np.subtract(stats[m], ref[m])), signed=True)
+        cells = [name, scalar] + [_fmt(stats[m]) if m in stats else "—" for m, _ in METRIC_COLS]
+        cells += ["" if ref is None or m not in stats else
+                  _fmt(list(np.subtract(stats[m], ref[m])), signed=True)
                   for m in ("within_auroc", "cross_auroc")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -433,8 +439,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = []
     base: dict = {}
     for v in ready:
+        # Single scores only where the score files are the variant's own (an aggregator-only
+        # variant shares them with the variant it names in the legend).
+        own = score_key(v, ready) == v.name
         stats = summarise(st, tg, st.work / "scores" / score_key(v, ready), v.aggregate,
-                          singles=args.singles)
+                          singles=args.singles and own)
         if v.name == "baseline":
             base = stats
         for scalar, s in stats.items():
@@ -445,8 +454,10 @@ def cmd_run(args: argparse.Namespace) -> int:
           "the other sites); Δ = the variant's value minus baseline's, same scalar, paired "
           "by seed")
     for v in ready:
+        shared = "" if score_key(v, ready) == v.name else \
+            f" (the score files of {score_key(v, ready)})"
         print(f"- {v.name}: {v.what}; train {shlex.join(v.train) or '(defaults)'}; score "
-              f"{shlex.join(v.score) or '(defaults)'}; JANUS-OAS {v.aggregate}")
+              f"{shlex.join(v.score) or '(defaults)'}{shared}; JANUS-OAS {v.aggregate}")
     print()
     print(table(rows))
     return 0
