@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import shlex
 import subprocess
 import sys
@@ -45,8 +44,16 @@ import numpy as np
 import yaml
 
 from janus import contract
-from janus.aggregate import PAPER_OPTIONS, AggregateOptions, fit_aggregator, rows_of
-from janus.aggregate import COLLINEAR, SIDES, TRANSFORMS, read_score_table
+from janus.aggregate import (
+    COLLINEAR,
+    PAPER_OPTIONS,
+    SIDES,
+    TRANSFORMS,
+    AggregateOptions,
+    fit_aggregator,
+    read_score_table,
+    rows_of,
+)
 from janus.evaluate import read_labels
 from janus.metrics import auroc, per_attack_auroc, tpr_at_fpr
 from janus.splits import load_splits
@@ -123,7 +130,7 @@ def _replace(flags: tuple[str, ...], name: str, value: str) -> tuple[str, ...]:
 def run_cmd(cmd: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
     if rc != 0:
         tail = log.read_text()[-2000:]
         raise SystemExit(f"command failed ({rc}): {shlex.join(cmd)}\n--- {log}\n{tail}")

@@ -12,7 +12,7 @@ import pytest
 
 zuko = pytest.importorskip("zuko")
 
-from janus.baselines.nf import NFDetector  # noqa: E402
+from janus.baselines.nf import NFDetector
 
 MEANS = np.array([[-1.5, 0.0], [1.5, 0.5]])
 STDS = np.array([[0.6, 0.9], [0.8, 0.4]])
