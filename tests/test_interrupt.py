@@ -133,7 +133,8 @@ def test_killed_forced_retrain_is_redone_by_a_plain_rerun(reference, tmp_path):
     def train_job():
         for child in psutil.Process(proc.pid).children(recursive=True):
             try:
-                if "janus.train" in " ".join(child.cmdline()):
+                # The python process itself, not the shell that Snakemake wraps it in.
+                if child.cmdline()[1:3] == ["-m", "janus.train"]:
                     return child
             except psutil.NoSuchProcess:
                 pass
@@ -145,6 +146,8 @@ def test_killed_forced_retrain_is_redone_by_a_plain_rerun(reference, tmp_path):
     _wait_for(lambda: (wf / RUN / "loss.csv").exists() and
               (wf / RUN / "loss.csv").stat().st_mtime > (wf / SCORES).stat().st_mtime,
               proc, what="a new epoch of the forced retrain")
+    assert not (wf / RUN / "train_summary.json").exists() or \
+        (wf / RUN / "train_summary.json").stat().st_mtime < (wf / SCORES).stat().st_mtime
     job.kill()
     proc.wait(timeout=120)
     assert proc.returncode != 0

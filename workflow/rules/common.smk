@@ -538,22 +538,67 @@ def figure_reports(kind, caption, subcategory):
     ]
 
 
-# Every trained model of the run. The report depends on them so that a model lost after the
-# scores were written (a forced retrain killed mid-way deletes the old model.pt) is rebuilt
-# by the next plain run instead of "Nothing to be done" with the model missing.
-MODEL_FILES = sorted(
-    {
-        f"runs/{d}/{s}/seed{seed}_sigma{sigma_for(s, t)}/model.pt"
-        for d in JANUS_DETECTORS
-        for s, t in PAIRS
-        for seed in SEEDS
-    }
-) + [
-    f"runs/{b}/{s}/seed{seed}/detector.json"
-    for b in BASELINES
-    for s in DATASETS
-    for seed in SEEDS
-]
+# Every trained model of the run, with the files made from it. The report depends on the
+# models, and a model lost after its results were written (a forced retrain killed mid-way:
+# Snakemake deletes the old model.pt before the job and its partial one after) makes those
+# results stale. Snakemake itself skips a missing intermediate file whose downstream files
+# are present (neither "missing" nor an mtime change reaches the model then), so at start the
+# results made from a lost model, and the tables, are removed: the run then retrains and
+# redoes the scoring, evaluation and report. A dry run only says so.
+MODEL_RESULTS = {}
+for _d in JANUS_DETECTORS + BASELINES:
+    for _s, _t in PAIRS:
+        for _seed in SEEDS:
+            _model = (
+                f"runs/{_d}/{_s}/seed{_seed}_sigma{sigma_for(_s, _t)}/model.pt"
+                if _d in JANUS_KINDS
+                else f"runs/{_d}/{_s}/seed{_seed}/detector.json"
+            )
+            MODEL_RESULTS.setdefault(_model, []).extend(
+                [
+                    raw_scores_path(_d, _s, _t, _seed),
+                    scores_path(_d, _s, _t, _seed),
+                    f"results/metrics/{_d}/{_s}/{_t}/seed{_seed}.json",
+                ]
+            )
+MODEL_FILES = sorted(MODEL_RESULTS)
+
+
+def _dry_run():
+    """Whether this Snakemake invocation is a dry run (-n, --dry-run, or -n among short flags)."""
+    import sys
+
+    return any(
+        a in ("--dry-run", "--dryrun")
+        or (
+            a.startswith("-")
+            and not a.startswith("--")
+            and "n" in a[1:]
+            and a[1:].isalpha()
+        )
+        for a in sys.argv[1:]
+    )
+
+
+def remove_results_of_lost_models():
+    """Remove the results (and tables) made from a model that is gone (see above)."""
+    lost = [m for m in MODEL_FILES if not os.path.exists(m)]
+    stale = [f for m in lost for f in MODEL_RESULTS[m] if os.path.exists(f)]
+    if not stale:
+        return
+    stale += [f for f in TABLES + FIGURES if os.path.exists(f)]
+    dry = _dry_run()
+    logger.warning(
+        f"{', '.join(lost)}: missing, but {len(stale)} result files were made from them (an "
+        "interrupted retrain?); "
+        + ("a real run removes and rebuilds them" if dry else "removed them to rebuild")
+    )
+    if not dry:
+        for path in stale:
+            os.remove(path)
+
+
+remove_results_of_lost_models()
 
 FIGURE_SCORES = [
     scores_path(det, d, d, FIGURE_SEED) for det in DETECTORS for d in DATASETS
