@@ -239,6 +239,11 @@ def fit(
         state = {"stop_epoch": None, **ckpt["train_state"]}
         start_epoch = int(ckpt["epoch"]) + 1
         log.info("resuming %s at epoch %d", out_dir, start_epoch)
+    else:
+        # A fresh run replaces an earlier one: its finished model.pt must not survive a kill
+        # of this run before the first epoch, where it would pass for this run's model.
+        for name in ("model.pt", "last.pt", "train_summary.json"):
+            (out_dir / name).unlink(missing_ok=True)
     run_model = torch.compile(model, dynamic=True) if opts.compile else model
     n_batches = math.ceil(len(train) / opts.batch_size)
     total_steps = opts.epochs * n_batches  # the cosine spans the maximum run, not the early stop

@@ -277,3 +277,22 @@ def test_fit_marks_the_best_epoch_finished(tmp_path: Path, monkeypatch: pytest.M
     last = load_checkpoint(run / "last.pt", require_finished=True)
     assert last["epoch"] == saves[-1][1] > best  # early stopped after a worse epoch
     assert any(not torch.equal(last["model"][k], v) for k, v in weights.items())
+
+
+def test_fresh_run_killed_before_its_first_epoch_leaves_no_earlier_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh ``fit`` into a folder holding a finished run removes that run's files first:
+    killed before its first epoch, the folder must not offer the old model as this run's."""
+    _, stats, tr, va = _prepared(tmp_path)
+    run = tmp_path / "run"
+    fit(tr, va, stats, TINY, _opts(2, patience=10), run)
+    assert load_checkpoint(run / "model.pt", require_finished=True)["finished"] is True
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tr, va, stats, TINY, _opts(2, patience=10), run)
+    for name in ("model.pt", "last.pt", "train_summary.json"):
+        assert not (run / name).exists(), name
