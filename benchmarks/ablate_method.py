@@ -25,7 +25,7 @@ score files, so an aggregator-only variant costs no training.
 ``aggregators`` refits every aggregator option combination (sided x collinear x transform)
 on existing score files (``--work``'s ``scores/<detector-dir>``, or a workflow's
 ``results/scores/janus`` given as ``--scores-root``) and prints the same summary per
-combination: the measurement behind ``janus.aggregate.AggregateOptions``' defaults.
+combination: the measurement behind ``janus.evaluation.aggregate.AggregateOptions``' defaults.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ import numpy as np
 import yaml
 
 from janus import contract
-from janus.aggregate import (
+from janus.datasets.splits import load_splits
+from janus.evaluation.aggregate import (
     COLLINEAR,
     PAPER_OPTIONS,
     SIDES,
@@ -54,9 +55,8 @@ from janus.aggregate import (
     read_score_table,
     rows_of,
 )
-from janus.evaluate import read_labels
-from janus.metrics import auroc, per_attack_auroc, tpr_at_fpr
-from janus.splits import load_splits
+from janus.evaluation.evaluate import read_labels
+from janus.evaluation.metrics import auroc, per_attack_auroc, tpr_at_fpr
 
 REPO = Path(__file__).resolve().parents[1]
 SITES = ("office", "datacenter", "iot", "tunnel")
@@ -102,7 +102,7 @@ def variants() -> list[Variant]:
                 ("--mode", "ode")),
         Variant("flag_head", "honest flag head: packets do not attend to the FLOW token",
                 _without(b, "--packets-see-flow"), BASELINE_SCORE),
-        Variant("agg_default", "the default aggregator (janus.aggregate.AggregateOptions)", b,
+        Variant("agg_default", "the default aggregator (janus.evaluation.aggregate.AggregateOptions)", b,
                 BASELINE_SCORE, NEW),
         Variant("all", "every new default", (), (), NEW),
     ]
@@ -218,7 +218,7 @@ def prepare_data(st: Settings) -> None:
     raw = st.work / "data" / "raw" / "synth"
     missing = [s for s in st.sites if not (raw / s / "capture.pcap").exists()]
     if missing:
-        run_cmd(janus("janus.synth", "--out", str(raw), "--seed", str(c["synth"]["seed"]),
+        run_cmd(janus("janus.datasets.synth", "--out", str(raw), "--seed", str(c["synth"]["seed"]),
                       "--sites", ",".join(missing), "--scale", str(c["synth"]["scale"])),
                 logs / "synth.log")
 
@@ -226,12 +226,12 @@ def prepare_data(st: Settings) -> None:
         d = data_dir(st, site)
         if not (d / contract.FEATURES_FILE).exists():
             e = c["extract"]
-            run_cmd(janus("janus.extract", str(raw / site / "capture.pcap"), "--out", str(d),
+            run_cmd(janus("janus.capture.extract", str(raw / site / "capture.pcap"), "--out", str(d),
                           "--max-packets", str(e["max_packets"]), "--idle-timeout",
                           str(e["idle_timeout"]), "--active-timeout", str(e["active_timeout"])),
                     logs / f"extract_{site}.log")
         if not (d / contract.LABELS_FILE).exists():
-            run_cmd(janus("janus.labels", "--data", str(d), "--csv",
+            run_cmd(janus("janus.datasets.labels", "--data", str(d), "--csv",
                           str(raw / site / "GeneratedLabelledFlows.csv")),
                     logs / f"labels_{site}.log")
         for seed in st.seeds:
@@ -239,7 +239,7 @@ def prepare_data(st: Settings) -> None:
             if not out.exists():
                 sizes = [f"--{k.replace('_', '-')}={v}" for k, v in c["splits"].items()
                          if v is not None]
-                run_cmd(janus("janus.splits", "--data", str(d), "--seed", str(seed),
+                run_cmd(janus("janus.datasets.splits", "--data", str(d), "--seed", str(seed),
                               "--out", str(out), *sizes), logs / f"splits_{site}_{seed}.log")
 
     with ThreadPoolExecutor(st.jobs) as pool:
@@ -292,7 +292,7 @@ def train_and_score(st: Settings, vs: list[Variant]) -> dict[str, float]:
         if not (run / "model.pt").exists():
             lam = 0.0 if v.detector == "janus_cont" else m["lambda_disc"]
             t0 = time.perf_counter()
-            run_cmd(janus("janus.train", "--data", str(data_dir(st, src)), "--splits",
+            run_cmd(janus("janus.model.train", "--data", str(data_dir(st, src)), "--splits",
                           str(splits_path(st, src, seed)), "--seed", str(seed), "--out", str(run),
                           "--max-packets", str(c["extract"]["max_packets"]),
                           "--d-model", str(m["d_model"]), "--n-layers", str(m["n_layers"]),
@@ -303,7 +303,7 @@ def train_and_score(st: Settings, vs: list[Variant]) -> dict[str, float]:
             timings[f"{tk}/{src}/{seed}"] = time.perf_counter() - t0
         outs = [score_file(st, sk, src, tgt, seed) for tgt in st.sites]
         if not all(o.exists() for o in outs):
-            run_cmd(janus("janus.score", "--checkpoint", str(run / "model.pt"),
+            run_cmd(janus("janus.model.score", "--checkpoint", str(run / "model.pt"),
                           "--data", *[str(data_dir(st, s)) for s in st.sites],
                           "--splits", *[str(splits_path(st, s, seed)) for s in st.sites],
                           "--out", *map(str, outs), "--device", "cpu", "--threads", "1",
@@ -357,7 +357,7 @@ def scalars(path: Path, tg: Targets, site: str, seed: int, options: AggregateOpt
 
 
 def _declared(path: Path) -> list[str] | None:
-    from janus.aggregate import declared_aggregate_columns
+    from janus.evaluation.aggregate import declared_aggregate_columns
 
     cols = declared_aggregate_columns(path)
     return cols if cols is not None else list(contract.SCORE_COLUMNS)

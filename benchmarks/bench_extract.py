@@ -10,10 +10,10 @@ gaps drawn from simple heavy-tailed laws) with vectorised NumPy into a temporary
 Then, each in a fresh child process pinned to one thread (NUMBA_NUM_THREADS=1,
 OMP_NUM_THREADS=1), it runs:
 
-* ``janus.extract.extract`` -- the whole step: decode + flows + features + writing the
+* ``janus.capture.extract.extract`` -- the whole step: decode + flows + features + writing the
   dataset triple; packets/s over the step's wall time (and CPU time), median of
   ``--repeat`` fresh processes. The imports come before the clock. The one-time start-up of
-  a process (``janus.extract.load_runtime``: numba's runtime and the kernels from its cache,
+  a process (``janus.capture.extract.load_runtime``: numba's runtime and the kernels from its cache,
   the Parquet writer; ~0.5 s) is timed on its own and the rate is printed without and with
   it. Peak RSS is the child's ``ru_maxrss``. The numba cache is warmed first on a small
   capture.
@@ -204,7 +204,7 @@ print(write_capture(Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), see
 _JANUS_CHILD = _HWM + r"""
 import json, resource, sys, time
 t = time.perf_counter()
-from janus.extract import extract, load_runtime
+from janus.capture.extract import extract, load_runtime
 imports = time.perf_counter() - t
 # One-time start-up, timed on its own: numba's runtime and the kernels from its cache, the
 # Parquet writer. extract() would do the same as its "startup" phase; done here first, that
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     T = str(args.max_packets)
     print("Rates are over the extraction step: decode + flows + features + writing the triple.\n"
           "Before its clock: the imports. The one-time start-up (numba runtime and kernels from\n"
-          "its cache, the Parquet writer; janus.extract.load_runtime) is timed on its own and\n"
+          "its cache, the Parquet writer; janus.capture.extract.load_runtime) is timed on its own and\n"
           "shown both ways. CPU time is what one uncontended core gives.")
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="bench_extract_") as tmp:
         tmp = Path(tmp)

@@ -6,7 +6,7 @@ Flows are synthetic with a realistic length distribution: a third are 1-2 packet
 scans, lone RSTs), the rest have ``round(lognormal(log 8, 1.0))`` packets clipped to 1..64
 (median about 8, about 2 % reach 64). The script prints the mean length it drew. Training
 flows/s is one epoch of real optimiser steps (OT coupling included, length-bucketed batches
-of 256) after two warm-up steps; scoring flows/s is :func:`janus.score.score_flows`
+of 256) after two warm-up steps; scoring flows/s is :func:`janus.model.score.score_flows`
 end to end (input transform, bucketing, one forward pass, all 10 scores).
 """
 
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from janus.contract import N_CHANNELS, N_FLOW_FEATURES
-from janus.data import Dataset, FeatureStats, length_batches
-from janus.model import JanusNet, ModelConfig, count_parameters
-from janus.score import score_flows
-from janus.train import _epoch_generator, train_step
+from janus.model.data import Dataset, FeatureStats, length_batches
+from janus.model.network import JanusNet, ModelConfig, count_parameters
+from janus.model.score import score_flows
+from janus.model.train import _epoch_generator, train_step
 
 
 def realistic_lengths(n: int, t: int, rng: np.random.Generator) -> np.ndarray:

@@ -7,13 +7,13 @@ Usage: python benchmarks/bench_ot.py --data DIR [DIR ...] [--splits SPLITS.npz .
 For each dataset it standardises the flows as ``janus train`` does (statistics of the training
 flows: the ``train`` ids of ``--splits``, else every flow), cuts them into the training
 batches (length-bucketed, ``--batch-size``), draws the source noise as
-:func:`janus.train.joint_loss` does and builds the masked squared cost of the FLOW token's 20
+:func:`janus.model.train.joint_loss` does and builds the masked squared cost of the FLOW token's 20
 features and each valid packet's 3 continuous values. Per coupling it prints the mean paired
 squared distance per valid dimension, and the share of the exact assignment's cost reduction
 (independent pairing -> exact) that it recovers:
 
 * ``none``: the independent pairing (0 % by definition);
-* ``exact``: :func:`janus.flowmatch.exact_assignment` (100 % by definition);
+* ``exact``: :func:`janus.model.flowmatch.exact_assignment` (100 % by definition);
 * ``sinkhorn`` at ``reg`` 0.05 relative to the cost spread (today's ``--ot sinkhorn``) and the
   coupling before it, ``reg`` 0.05 relative to the mean cost (reproduced exactly by passing
   ``0.05 * mean / std`` of each batch's cost): pairs sampled from the plan as in training,
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from janus.data import FeatureStats, length_batches, load_dataset
-from janus.flowmatch import exact_assignment, masked_sq_cost, sinkhorn_plan
-from janus.splits import load_splits
+from janus.datasets.splits import load_splits
+from janus.model.data import FeatureStats, length_batches, load_dataset
+from janus.model.flowmatch import exact_assignment, masked_sq_cost, sinkhorn_plan
 
 
 def batch_costs(data: Path, splits: Path | None, t: int, batch_size: int, n_batches: int,

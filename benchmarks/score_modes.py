@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from janus import score
-from janus.aggregate import fit_aggregator
-from janus.checkpoint import load_checkpoint, model_from_checkpoint
 from janus.contract import SCORE_COLUMNS
-from janus.data import length_batches, load_dataset, load_labels
-from janus.metrics import auroc
-from janus.splits import load_splits
+from janus.datasets.splits import load_splits
+from janus.evaluation.aggregate import fit_aggregator
+from janus.evaluation.metrics import auroc
+from janus.model import score
+from janus.model.checkpoint import load_checkpoint, model_from_checkpoint
+from janus.model.data import length_batches, load_dataset, load_labels
 
 
 def parse_option(text: str) -> score.ScoreOptions:

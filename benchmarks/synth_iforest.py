@@ -11,7 +11,7 @@ scored on the other half plus every attack flow; also the AUROC per attack class
 class's flows against the held-out benign flows), which shows which attacks are subtle.
 
 The synthetic data is meant to be hard for flow statistics: an AUROC near 1.0 on every site
-would mean the generator is too easy (see janus/synth/attacks.py).
+would mean the generator is too easy (see janus/datasets/synth/attacks.py).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ def evaluate_site(site_dir: Path, ext_dir: Path, seed: int) -> dict:
     from sklearn.ensemble import IsolationForest
     from sklearn.metrics import roc_auc_score
 
+    from janus.capture.extract import extract
     from janus.contract import FEATURES_FILE, FLOW_FEATURES, LABELS_FILE, STATS_FILE
-    from janus.extract import extract
-    from janus.labels import label_dataset
-    from janus.synth import CSV_NAME, PCAP_NAME
+    from janus.datasets.labels import label_dataset
+    from janus.datasets.synth import CSV_NAME, PCAP_NAME
 
     t = time.perf_counter()
     stats = extract([site_dir / PCAP_NAME], ext_dir)
@@ -75,7 +75,7 @@ def evaluate_site(site_dir: Path, ext_dir: Path, seed: int) -> dict:
 
 
 def main(argv=None) -> int:
-    from janus.synth import META_NAME, SITES, generate_site
+    from janus.datasets.synth import META_NAME, SITES, generate_site
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scale", type=float, default=1.0, help="janus synth --scale (default 1.0)")

@@ -14,8 +14,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__
-from .errors import JanusError
+from janus import __version__
+from janus.errors import JanusError
 
 #: step name -> (module, one-line description). Order is the pipeline's order.
 STEPS: dict[str, tuple[str, str]] = {

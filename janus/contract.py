@@ -136,7 +136,7 @@ LABELS_FILE = "labels.parquet"
 STATS_FILE = "extract_stats.json"
 LABELS_REPORT_FILE = "labels_report.json"
 
-#: The 10-d score vector, in column order (see janus.score for definitions).
+#: The 10-d score vector, in column order (see janus.model.score for definitions).
 SCORE_COLUMNS: tuple[str, ...] = (
     "terminal_norm",
     "terminal_flow",

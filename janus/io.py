@@ -128,7 +128,7 @@ def read_parquet(path: str | os.PathLike, what: str = "file", missing_hint: str 
     to make it)."""
     import pyarrow.parquet as pq
 
-    from .errors import JanusError
+    from janus.errors import JanusError
 
     path = Path(path)
     if not path.is_file():

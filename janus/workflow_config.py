@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from janus import __version__
 
 #: Hex digits kept from a SHA-256; 12 (48 bits) keeps the collision odds among a lab's
 #: configs negligible while staying short enough for a table footer.

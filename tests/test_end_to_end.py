@@ -30,10 +30,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from janus import contract
-from janus.aggregate import rows_of
-from janus.evaluate import read_labels
-from janus.metrics import auroc, per_attack_auroc
-from janus.splits import load_splits
+from janus.datasets.splits import load_splits
+from janus.evaluation.aggregate import rows_of
+from janus.evaluation.evaluate import read_labels
+from janus.evaluation.metrics import auroc, per_attack_auroc
 
 pytestmark = pytest.mark.slow
 

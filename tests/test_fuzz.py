@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from capture_builders import (
     ACK,
     FIN,
@@ -43,6 +42,7 @@ from capture_builders import (
     tcp,
     udp,
 )
+
 from janus.errors import JanusError
 
 #: Cases per format (each a few to a few tens of milliseconds after warm-up).
@@ -167,7 +167,7 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
 def run_capture(data: bytes, suffix: str, work: Path) -> bool:
     """Extract the mutated capture; True when the result reports damage it skipped."""
     from janus import contract
-    from janus.extract import extract
+    from janus.capture.extract import extract
 
     cap = work / f"in{suffix}"
     cap.write_bytes(data)
@@ -190,7 +190,7 @@ def run_capture(data: bytes, suffix: str, work: Path) -> bool:
 @pytest.fixture(scope="module")
 def flows_dir(tmp_path_factory) -> Path:
     """An extracted dataset for the label fuzzing to join against."""
-    from janus.extract import extract
+    from janus.capture.extract import extract
 
     work = tmp_path_factory.mktemp("fuzz_flows")
     cap = work / "seed.pcap"
@@ -203,7 +203,7 @@ def run_labels(data: bytes, work: Path, flows_dir: Path) -> None:
     import shutil
 
     from janus import contract
-    from janus.labels.step import label_dataset
+    from janus.datasets.labels.step import label_dataset
 
     data_dir = work / "data"
     shutil.copytree(flows_dir, data_dir)
@@ -214,7 +214,7 @@ def run_labels(data: bytes, work: Path, flows_dir: Path) -> None:
 
 
 def run_archive(data: bytes, suffix: str, work: Path) -> None:
-    from janus.archive import extract
+    from janus.datasets.archive import extract
 
     arc = work / f"in{suffix}"
     arc.write_bytes(data)

@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from test_workflow import _copy_workflow
 
 BIN = Path(sys.executable).parent

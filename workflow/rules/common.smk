@@ -10,7 +10,7 @@ from snakemake.io import report as report_page
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from janus.baselines import DETECTORS as BASELINE_CLASSES
+from janus.detectors import DETECTORS as BASELINE_CLASSES
 from janus.workflow_config import config_hash, package_version
 
 # --------------------------------------------------------------------------- config
@@ -112,8 +112,8 @@ check_config(config)
 DATASETS = list(config["datasets"])
 SEEDS = [int(s) for s in config["seeds"]]
 DETECTORS = list(config["detectors"])
-# Detectors built on the JANUS model (trained by janus.train, aggregated by OAS); the rest
-# are baselines trained and scored by janus.baselines.
+# Detectors built on the JANUS model (trained by janus.model.train, aggregated by OAS); the rest
+# are baselines trained and scored by janus.detectors.
 JANUS_KINDS = ("janus", "janus_cont")
 JANUS_DETECTORS = [d for d in DETECTORS if d in JANUS_KINDS]
 BASELINES = [d for d in DETECTORS if d not in JANUS_KINDS]
@@ -214,7 +214,7 @@ def capture_args(wildcards, input):
 
 
 def synth_root(wildcards, output):
-    """The --out folder of janus.synth: it writes <root>/<site>/..."""
+    """The --out folder of janus.datasets.synth: it writes <root>/<site>/..."""
     return str(Path(output.pcap).parent.parent)
 
 
@@ -244,17 +244,17 @@ def _shell_glob(root, pattern):
 
 
 def label_args(wildcards, input):
-    """Command-line options of janus.labels for a dataset's labelling rule."""
+    """Command-line options of janus.datasets.labels for a dataset's labelling rule."""
     kind = source_kind(wildcards.dataset)
     if kind == "synth":
         return " ".join(["--csv", *map(shlex.quote, input.extra)])
     if kind == "download":
-        # The registry (janus.datasets) holds each paper dataset's labelling rule. Its CSV
+        # The registry (janus.datasets.registry) holds each paper dataset's labelling rule. Its CSV
         # globs name files that exist only after the download, so the shell expands them
         # when the job runs.
         from dataclasses import replace
 
-        from janus.datasets import get_dataset
+        from janus.datasets.registry import get_dataset
 
         label_rule = get_dataset(source_spec(wildcards.dataset)["dataset"]).label_rule
         root = raw_download_dir(wildcards.dataset)
@@ -279,7 +279,7 @@ def label_args(wildcards, input):
 
 
 def download_args(wildcards):
-    """--mirror / --local options of janus.download."""
+    """--mirror / --local options of janus.datasets.download."""
     spec = source_spec(wildcards.dataset)
     args = []
     if spec.get("mirror"):
@@ -405,7 +405,7 @@ def janus_models(wildcards):
 
 
 def baseline_flags(wildcards):
-    """--epochs and --param options of janus.baselines for one baseline detector."""
+    """--epochs and --param options of janus.detectors for one baseline detector."""
     name = wildcards.baseline
     args = []
     epochs = config["baselines"]["epochs"]
@@ -436,7 +436,7 @@ def evaluate_scores(wildcards):
 
 
 def evaluate_args(wildcards):
-    """janus.evaluate's aligned lists for every (detector, target) of one (source, seed);
+    """janus.evaluation.evaluate's aligned lists for every (detector, target) of one (source, seed);
     --aggregate pairs turn each JANUS score vector into its AGG file first (label-free).
     """
     s, seed = wildcards.source, wildcards.seed

@@ -1,0 +1,5 @@
+"""``python -m janus.labels``."""
+
+from janus.datasets.labels import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""``python -m janus.synth``."""
+
+from janus.datasets.synth.cli import main
+
+raise SystemExit(main())

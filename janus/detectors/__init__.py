@@ -1,0 +1,242 @@
+"""Baseline detectors on the 20 flow features, and the ``janus baseline`` step.
+
+Detectors (all fitted on benign training flows only, scores higher = more anomalous):
+
+========== ===========================================================================
+``nf``      normalizing flow (zuko NSF), score = negative log-likelihood (Shafir et al.)
+``iforest`` scikit-learn Isolation Forest
+``lof``     scikit-learn Local Outlier Factor (novelty mode)
+``ocsvm``   scikit-learn One-Class SVM (RBF kernel)
+``kitnet``  Kitsune's KitNET autoencoder ensemble, written from the NDSS 2018 paper
+``flowcfm`` flow matching on the flow features alone, score = terminal norm
+========== ===========================================================================
+
+``janus baseline train`` reads ``flow_features.parquet`` and the ``train``/``val`` ids of
+``SPLITS.npz`` (benign by construction) -- never ``labels.parquet``; ``janus baseline score``
+writes ``flow_id, score`` for ``janus evaluate``; ``janus baseline run`` does both in one
+process (fit on the source, save, then score every target), which is what the workflow runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from janus.cli import run_main
+from janus.contract import FEATURES_FILE, FLOW_FEATURES
+from janus.detectors.base import Detector, FeatureScaler
+from janus.detectors.classic import IForestDetector, LOFDetector, OCSVMDetector
+from janus.detectors.flowcfm import FlowCFMDetector
+from janus.detectors.kitnet import KitNETDetector
+from janus.detectors.nf import NFDetector
+from janus.errors import ConfigError, JanusError
+
+log = logging.getLogger(__name__)
+
+#: name -> detector class.
+DETECTORS: dict[str, type[Detector]] = {
+    cls.name: cls for cls in (NFDetector, IForestDetector, LOFDetector, OCSVMDetector,
+                              KitNETDetector, FlowCFMDetector)
+}
+
+__all__ = ["DETECTORS", "Detector", "FeatureScaler", "make_detector", "read_flow_features"]
+
+
+def make_detector(name: str, seed: int = 0, **params) -> Detector:
+    """A fresh, unfitted detector ``name`` with hyper-parameter overrides ``params``."""
+    if name not in DETECTORS:
+        raise ConfigError(f"unknown detector {name!r}; choose from {sorted(DETECTORS)}")
+    return DETECTORS[name](seed=seed, **params)
+
+
+def read_flow_features(data_dir: str | Path) -> np.ndarray:
+    """``DIR/flow_features.parquet`` -> float64 ``(N, 20)`` in FLOW_FEATURES order, row = flow_id."""
+    import pyarrow.parquet as pq
+
+    path = _features_file(data_dir)
+    table = pq.read_table(path)
+    missing = [c for c in ("flow_id", *FLOW_FEATURES) if c not in table.column_names]
+    if missing:
+        raise JanusError(f"{path}: missing columns {missing}")
+    flow_id = table.column("flow_id").to_numpy()
+    if not np.array_equal(flow_id, np.arange(len(flow_id))):
+        raise JanusError(f"{path}: flow_id is not arange({len(flow_id)})")
+    x = np.stack([table.column(c).to_numpy().astype(np.float64) for c in FLOW_FEATURES], 1)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise JanusError(f"{path}: non-finite {FLOW_FEATURES[col]} at flow_id {row}")
+    return x
+
+
+def _features_file(data_dir: str | Path) -> Path:
+    """``DIR/flow_features.parquet``; :class:`JanusError` naming it when it is absent."""
+    path = Path(data_dir) / FEATURES_FILE
+    if not path.is_file():
+        raise JanusError(f"{path}: not found; run 'janus extract' for {data_dir} first")
+    return path
+
+
+def _take(x: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
+    if ids.size and (ids.min() < 0 or ids.max() >= len(x)):
+        raise JanusError(f"{what}: flow ids up to {int(ids.max())} but the dataset has "
+                         f"{len(x)} flows; were the splits made from this dataset?")
+    return x[ids]
+
+
+def _parse_params(items: Sequence[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE (VALUE as JSON)")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value  # a bare string such as gamma=scale
+    return out
+
+
+def _add_fit_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--detector", required=True, choices=sorted(DETECTORS), help="which baseline")
+    sp.add_argument("--data", required=True, type=Path,
+                    help=f"dataset folder holding {FEATURES_FILE} (the training dataset)")
+    sp.add_argument("--splits", required=True, type=Path,
+                    help="SPLITS.npz: fit on 'train', early-stop on 'val' (both benign)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    sp.add_argument("--out", required=True, type=Path, help="model folder to write")
+    sp.add_argument("--epochs", type=int, default=None,
+                    help="maximum epochs of the torch detectors (nf, kitnet, flowcfm); ignored "
+                    "with a warning by the others")
+    sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="hyper-parameter override, VALUE as JSON (repeatable), e.g. "
+                    "--param hidden=64 --param nu=0.1")
+    sp.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: the workflow runs jobs in parallel)")
+
+
+def _add_score_options(sp: argparse.ArgumentParser, prefix: str, required: bool) -> None:
+    what = " after training" if prefix else ""
+    sp.add_argument(f"--{prefix}data", required=required, type=Path, nargs="+",
+                    default=None if required else [],
+                    help=f"dataset folder(s) to score{what}, each holding {FEATURES_FILE} "
+                    "(any dataset; the model's own standardisation is used)")
+    sp.add_argument(f"--{prefix}out", required=required, type=Path, nargs="+",
+                    default=None if required else [],
+                    help=f"SCORES.parquet (flow_id, score) to write, one per --{prefix}data")
+    sp.add_argument(f"--{prefix}splits", type=Path, nargs="+", default=None,
+                    help=f"score only the 'val' and 'test' flows of this SPLITS.npz, one per "
+                    f"--{prefix}data (default: every flow)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="janus baseline",
+        description="Train and score the baseline detectors on the 20 flow features.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,score,run}")
+    t = sub.add_parser("train", help="fit a detector on the benign training flows")
+    _add_fit_options(t)
+    s = sub.add_parser("score", help="score every flow (or val+test) of one or more datasets")
+    s.add_argument("--model", required=True, type=Path, help="model folder from 'train'")
+    _add_score_options(s, "", required=True)
+    s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    r = sub.add_parser("run", help="train, save, then score several datasets in one process "
+                       "(one start-up instead of one per dataset)")
+    _add_fit_options(r)
+    _add_score_options(r, "score-", required=False)
+    for sp in (t, s, r):
+        # Also accepted after the subcommand; SUPPRESS keeps the top-level -v's count.
+        sp.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more logging")
+    return p
+
+
+def train_detector(args: argparse.Namespace, x: np.ndarray) -> Detector:
+    """Fit ``args.detector`` on the 'train' rows of features ``x`` ``(N, 20)`` (early stopping
+    on 'val'), save it to ``args.out`` and return it."""
+    from janus.datasets.splits import load_splits
+
+    splits = load_splits(args.splits)
+    params = _parse_params(args.param)
+    det_cls = DETECTORS[args.detector]
+    if args.epochs is not None:
+        if "epochs" not in det_cls.defaults:
+            log.warning("--epochs ignored: %s is not trained by epochs", args.detector)
+        else:
+            params["epochs"] = args.epochs
+    det = make_detector(args.detector, args.seed, **params)
+    x_train = _take(x, splits["train"], f"'train' of {args.splits}")
+    x_val = _take(x, splits["val"], f"'val' of {args.splits}")
+    log.info("training %s (seed %d) on %d benign flows, %d benign validation flows",
+             args.detector, args.seed, len(x_train), len(x_val))
+    det.fit(x_train, x_val)
+    det.save(args.out)
+    log.info("%s trained in %.2f s -> %s", args.detector, det.history["fit_seconds"], args.out)
+    return det
+
+
+def score_dataset(det: Detector, x: np.ndarray, out: Path, splits: Path | None = None) -> None:
+    """Score features ``x`` ``(N, 20)`` of one dataset (only 'val' + 'test' of ``splits``
+    when given) and write ``out`` with columns ``flow_id, score``."""
+    import pyarrow as pa
+
+    from janus.datasets.splits import load_splits
+    from janus.io import write_parquet
+
+    if splits is not None:
+        parts = load_splits(splits)
+        ids = np.union1d(parts["val"], parts["test"]).astype(np.int64)
+        x = _take(x, ids, f"'val'/'test' of {splits}")
+    else:
+        ids = np.arange(len(x), dtype=np.int64)
+    start = time.perf_counter()
+    scores = det.score(x)
+    log.info("scored %d flows with %s in %.2f s", len(ids), det.name, time.perf_counter() - start)
+    if not np.isfinite(scores).all():
+        log.warning("%d non-finite scores (flow_id %d first)", int((~np.isfinite(scores)).sum()),
+                    int(ids[~np.isfinite(scores)][0]))
+    write_parquet(out, pa.table({"flow_id": pa.array(ids, pa.int64()),
+                                 "score": pa.array(scores, pa.float64())}))
+    log.info("wrote %s", out)
+
+
+def _score_targets(det: Detector, data: list[Path], outs: list[Path],
+                   splits: list[Path] | None, prefix: str) -> None:
+    """Score each ``data[k]`` into ``outs[k]`` (aligned lists; ``splits`` None or aligned)."""
+    if len(outs) != len(data):
+        raise JanusError(f"--{prefix}out has {len(outs)} values for {len(data)} "
+                         f"--{prefix}data folders; give one output per dataset")
+    if len(set(outs)) < len(outs):
+        raise JanusError(f"--{prefix}out names the same file twice: {[str(o) for o in outs]}")
+    if splits is not None and len(splits) != len(data):
+        raise JanusError(f"--{prefix}splits has {len(splits)} values for {len(data)} "
+                         f"--{prefix}data folders; give one per dataset")
+    for k, folder in enumerate(data):
+        score_dataset(det, read_flow_features(folder), outs[k],
+                      None if splits is None else splits[k])
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    if args.command == "score":
+        for folder in args.data:  # a missing input is reported before the model is loaded
+            _features_file(folder)
+        _score_targets(Detector.load(args.model), args.data, args.out, args.splits, "")
+        return 0
+    det = train_detector(args, read_flow_features(args.data))
+    if args.command == "run":
+        _score_targets(det, args.score_data, args.score_out, args.score_splits, "score-")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(build_parser, run, argv)

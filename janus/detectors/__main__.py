@@ -1,0 +1,5 @@
+"""``python -m janus.baselines``: the ``janus baseline`` step."""
+
+from janus.detectors import main
+
+raise SystemExit(main())

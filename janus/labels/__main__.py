@@ -1,5 +1,0 @@
-"""``python -m janus.labels``."""
-
-from . import main
-
-raise SystemExit(main())

@@ -1,5 +1,0 @@
-"""``python -m janus.synth``."""
-
-from .cli import main
-
-raise SystemExit(main())
