@@ -564,17 +564,43 @@ for _d in JANUS_DETECTORS + BASELINES:
 MODEL_FILES = sorted(MODEL_RESULTS)
 
 
+# Invocations that only look (or tidy Snakemake's own state): they never remove results.
+_LOOK_ONLY = {
+    "--dry-run",
+    "--dryrun",
+    "--report",
+    "--unlock",
+    "--lint",
+    "--summary",
+    "--detailed-summary",
+    "--list-changes",
+    "--lc",
+    "--dag",
+    "--rulegraph",
+    "--filegraph",
+    "--touch",
+    "--cleanup-metadata",
+    "--list-rules",
+    "--list-target-rules",
+    "--delete-all-output",
+    "--delete-temp-output",
+    "--archive",
+    "--containerize",
+}
+
+
 def _dry_run():
-    """Whether this Snakemake invocation is a dry run (-n, --dry-run, or -n among short flags)."""
+    """Whether this invocation only looks: -n, -S, -D (alone or among short flags), --report,
+    --unlock, ..."""
     import sys
 
     return any(
-        a in ("--dry-run", "--dryrun")
+        a.split("=", 1)[0] in _LOOK_ONLY
         or (
             a.startswith("-")
             and not a.startswith("--")
-            and "n" in a[1:]
             and a[1:].isalpha()
+            and bool(set(a[1:]) & set("nSD"))
         )
         for a in sys.argv[1:]
     )
