@@ -26,9 +26,10 @@ from janus.contract import SCORE_COLUMNS
 from janus.datasets.splits import load_splits
 from janus.evaluation.aggregate import fit_aggregator
 from janus.evaluation.metrics import auroc
+from janus.io import load_labels
 from janus.model import score
 from janus.model.checkpoint import load_checkpoint, model_from_checkpoint
-from janus.model.data import length_batches, load_dataset, load_labels
+from janus.model.data import length_batches, load_dataset
 
 
 def parse_option(text: str) -> score.ScoreOptions:

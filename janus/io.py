@@ -175,3 +175,24 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def load_labels(data_dir: str | Path) -> np.ndarray:
+    """int8 ``(N,)`` labels (0 benign, 1 attack, -1 unknown) from ``labels.parquet``."""
+    import pyarrow.parquet as pq
+
+    from janus.contract import LABELS_FILE
+    from janus.errors import JanusError
+
+    path = Path(data_dir) / LABELS_FILE
+    if not path.is_file():
+        raise JanusError(f"{path}: not found; run 'janus labels' for {data_dir} first")
+    table = pq.read_table(path, columns=["flow_id", "label"])
+    flow_id = table.column("flow_id").to_numpy()
+    if not np.array_equal(flow_id, np.arange(flow_id.shape[0])):
+        raise JanusError(f"{path}: flow_id is not arange(N)")
+    labels = table.column("label").to_numpy().astype(np.int8)
+    bad = np.flatnonzero(~np.isin(labels, (-1, 0, 1)))
+    if bad.size:
+        raise JanusError(f"{path}: label {labels[bad[0]]} at flow_id {bad[0]}; expected 0, 1 or -1")
+    return labels

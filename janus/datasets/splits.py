@@ -29,8 +29,7 @@ import numpy as np
 
 from janus.cli import run_main
 from janus.errors import ConfigError, JanusError
-from janus.io import write_npz
-from janus.model.data import load_labels
+from janus.io import load_labels, write_npz
 
 log = logging.getLogger(__name__)
 

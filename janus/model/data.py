@@ -35,7 +35,6 @@ from janus.contract import (
     CONTINUOUS,
     FEATURES_FILE,
     FLOW_FEATURES,
-    LABELS_FILE,
     N_CHANNELS,
     PACKETS_FILE,
 )
@@ -118,24 +117,6 @@ def load_dataset(data_dir: str | Path) -> Dataset:
             where = f"column {cols[int(np.argwhere(~finite[row])[0][0])]}" if cols else "packets"
             raise JanusError(f"{name}: non-finite value at flow_id {row} ({where})")
     return Dataset(path=data_dir, packets=packets, lengths=lengths, features=features)
-
-
-def load_labels(data_dir: str | Path) -> np.ndarray:
-    """int8 ``(N,)`` labels (0 benign, 1 attack, -1 unknown) from ``labels.parquet``."""
-    import pyarrow.parquet as pq
-
-    path = Path(data_dir) / LABELS_FILE
-    if not path.is_file():
-        raise JanusError(f"{path}: not found; run 'janus labels' for {data_dir} first")
-    table = pq.read_table(path, columns=["flow_id", "label"])
-    flow_id = table.column("flow_id").to_numpy()
-    if not np.array_equal(flow_id, np.arange(flow_id.shape[0])):
-        raise JanusError(f"{path}: flow_id is not arange(N)")
-    labels = table.column("label").to_numpy().astype(np.int8)
-    bad = np.flatnonzero(~np.isin(labels, (-1, 0, 1)))
-    if bad.size:
-        raise JanusError(f"{path}: label {labels[bad[0]]} at flow_id {bad[0]}; expected 0, 1 or -1")
-    return labels
 
 
 # --------------------------------------------------------------------------- transform
