@@ -9,6 +9,8 @@ Detectors (all fitted on benign training flows only, scores higher = more anomal
 ``ocsvm``   scikit-learn One-Class SVM (RBF kernel)
 ``kitnet``  Kitsune's KitNET autoencoder ensemble, written from the NDSS 2018 paper
 ``flowcfm`` flow matching on the flow features alone, score = terminal norm
+``ae``      MLP autoencoder, score = reconstruction error
+``memae``   memory-augmented autoencoder (Gong et al. ICCV 2019), score = reconstruction error
 ========== ===========================================================================
 
 ``janus baseline train`` reads ``flow_features.parquet`` and the ``train``/``val`` ids of
@@ -30,6 +32,7 @@ import numpy as np
 
 from janus.cli import run_main
 from janus.contract import FEATURES_FILE, FLOW_FEATURES
+from janus.detectors.autoencoder import AEDetector, MemAEDetector
 from janus.detectors.base import Detector, FeatureScaler
 from janus.detectors.classic import IForestDetector, LOFDetector, OCSVMDetector
 from janus.detectors.flowcfm import FlowCFMDetector
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 #: name -> detector class.
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls for cls in (NFDetector, IForestDetector, LOFDetector, OCSVMDetector,
-                              KitNETDetector, FlowCFMDetector)
+                              KitNETDetector, FlowCFMDetector, AEDetector, MemAEDetector)
 }
 
 __all__ = ["DETECTORS", "Detector", "FeatureScaler", "make_detector", "read_flow_features"]
@@ -112,7 +115,7 @@ def _add_fit_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     sp.add_argument("--out", required=True, type=Path, help="model folder to write")
     sp.add_argument("--epochs", type=int, default=None,
-                    help="maximum epochs of the torch detectors (nf, kitnet, flowcfm); ignored "
+                    help="maximum epochs of the torch detectors (nf, kitnet, flowcfm, ae, memae); ignored "
                     "with a warning by the others")
     sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="hyper-parameter override, VALUE as JSON (repeatable), e.g. "

@@ -22,6 +22,8 @@ FAST = {
     "nf": {"epochs": 6, "hidden": 32, "transforms": 2},
     "kitnet": {"epochs": 8},
     "flowcfm": {"epochs": 8, "hidden": 64},
+    "ae": {"epochs": 8},
+    "memae": {"epochs": 8},
     "iforest": {"n_estimators": 50},
     "lof": {},
     "ocsvm": {},
