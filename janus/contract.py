@@ -151,6 +151,18 @@ SCORE_COLUMNS: tuple[str, ...] = (
 )
 assert len(SCORE_COLUMNS) == 10
 
+#: The optional Phase-1 scores of the learned ODE path (``janus score --extended``), written
+#: after the 10 and never aggregated (see janus.model.extended_scores for definitions).
+EXTENDED_SCORE_COLUMNS: tuple[str, ...] = (
+    "ode_terminal_norm",
+    "kinetic_energy",
+    "path_curvature",
+    "cnf_nll",
+    "velocity_t1.0",
+    "velocity_t0.5",
+    "velocity_t0.0",
+)
+
 #: Parquet schema-metadata key of a scores file: a JSON list of the score columns the
 #: aggregator should combine (all 10, or the 3 continuous ones for a model trained with
 #: lambda_disc = 0, whose flag head is untrained).

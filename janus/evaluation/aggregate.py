@@ -440,7 +440,8 @@ def aggregate_file(
 
     Reads exactly two files -- the scores Parquet and the TARGET's ``SPLITS.npz`` -- and never
     a label (``janus evaluate --aggregate`` calls this before it opens any labels file).
-    Writes ``flow_id``, the ``methods`` columns, then the input score columns. ``columns=None``
+    Writes ``flow_id``, the ``methods`` columns, the input score columns, then any
+    :data:`janus.contract.EXTENDED_SCORE_COLUMNS` of the scores file (unchanged). ``columns=None``
     takes the columns the scores file names under
     :data:`janus.contract.AGGREGATE_COLUMNS_KEY` (``janus score`` writes it), else
     :data:`janus.contract.SCORE_COLUMNS` when all are present, else every numeric column but
@@ -449,6 +450,7 @@ def aggregate_file(
     position. Returns ``{method: fitted stats}``.
     """
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     if columns is None:
         columns = declared_aggregate_columns(scores_path)
@@ -486,6 +488,12 @@ def aggregate_file(
     arrays = {"flow_id": pa.array(flow_id, pa.int64())}
     arrays.update({m: pa.array(out[m], pa.float64()) for m in methods})
     arrays.update({c: pa.array(scores[:, j], pa.float64()) for j, c in enumerate(cols)})
+    # The extended path scores (janus score --extended) are reported, not aggregated: they pass
+    # through, in the scores file's row order, so janus evaluate scores them beside the rest.
+    names = pq.read_schema(scores_path).names
+    extra = [c for c in contract.EXTENDED_SCORE_COLUMNS if c in names and c not in cols]
+    if extra:
+        arrays.update(zip(extra, map(pa.array, read_score_table(scores_path, extra)[1].T)))
     write_parquet(out_path, pa.table(arrays))
     log.info("wrote %s (%d flows)", out_path, len(flow_id))
     return stats

@@ -9,7 +9,8 @@ shows the mean alone):
   Mahalanobis-OAS scalar and its ``terminal_norm`` score side by side with their paired
   difference Δ = OAS − terminal_norm (per seed, then mean ± std), then one matrix per other
   detector, then the within/cross averages.
-* ``within.md`` -- per dataset, OAS and each of the 10 raw scores (JANUS detectors).
+* ``within.md`` -- per dataset, OAS and each of the 10 raw scores (JANUS detectors), then the
+  extended path scores of files scored with ``--extended``.
 * ``thresholded.md`` -- precision/recall/F1 at the benign-validation P95 and P99
   thresholds, and TPR at 1 % FPR.
 * ``per_attack.md`` -- within-dataset AUROC of each attack class against the benign flows.
@@ -304,11 +305,13 @@ def _pair_mean(res: Results, e: Entry, cross: bool) -> str:
 def within_md(res: Results) -> str:
     parts = ["# Within-dataset AUROC per score\n",
              "Models trained and evaluated on the same dataset; mean ± std over seeds. `oas` is "
-             "the aggregated JANUS score, the other rows the 10 raw scores it aggregates.\n"]
+             "the aggregated JANUS score, the other rows the 10 raw scores it aggregates "
+             "(and, scored with `--extended`, the path scores after them, not aggregated).\n"]
     for d in res.detectors:
         if d not in JANUS_DETECTORS or not res.columns_of(d):
             continue
-        cols = [c for c in ("oas",) + contract.SCORE_COLUMNS if c in res.columns_of(d)]
+        cols = [c for c in ("oas",) + contract.SCORE_COLUMNS + contract.EXTENDED_SCORE_COLUMNS
+                if c in res.columns_of(d)]
         rows = [[f"`{c}`"] + [fmt(res.stat(d, t, t, c)) for t in res.datasets] for c in cols]
         parts += [f"## {d}\n", md_table(["score"] + res.datasets, rows)]
     others = [e for e in res.entries() if e.detector not in JANUS_DETECTORS]

@@ -47,6 +47,13 @@ options and the flows; the same code scores any dataset (standardisation comes f
 checkpoint). Flows are batched by length and padded to each batch's longest flow, which
 changes no score. The options are written into the scores file's schema metadata
 (:data:`SCORE_OPTIONS_KEY`).
+
+With ``extended=True`` (``--extended``) the file also holds the Phase-1 scores of the learned
+ODE path after the 10 (:data:`janus.contract.EXTENDED_SCORE_COLUMNS`: ODE terminal, kinetic
+energy, path curvature, CNF negative log-likelihood by Hutchinson's trace estimator, velocity
+profile; :mod:`janus.model.extended_scores`), integrated with ``extended_steps`` steps of
+``solver`` and seeing the flags as ``ode_flags`` says, whatever ``mode``. They are reported but
+not aggregated: the file's aggregate columns stay the 10 (or 3).
 """
 
 from __future__ import annotations
@@ -63,7 +70,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from janus.cli import run_main
-from janus.contract import AGGREGATE_COLUMNS_KEY, N_FLOW_FEATURES, SCORE_COLUMNS
+from janus.contract import (
+    AGGREGATE_COLUMNS_KEY,
+    EXTENDED_SCORE_COLUMNS,
+    N_FLOW_FEATURES,
+    SCORE_COLUMNS,
+)
 from janus.datasets.splits import load_splits
 from janus.errors import ConfigError, JanusError
 from janus.io import write_parquet
@@ -101,6 +113,10 @@ class ScoreOptions:
     steps: int = 2  # ode: fixed steps from t = 1 to t = 0
     solver: str = "midpoint"  # ode: "euler" (steps evaluations) or "midpoint" (2 x steps)
     ode_flags: str = "visible"  # ode: flags seen by the field, "hidden" (MASK) or "visible"
+    extended: bool = False  # also the Phase-1 path scores (EXTENDED_SCORE_COLUMNS)
+    extended_steps: int = 4  # extended: solver steps of their path (even: t = 1/2 on the grid)
+    probes: int = 1  # extended: Rademacher probes of Hutchinson's trace estimate per step
+    probe_seed: int = 0  # extended: seed of the probes' hash
 
     def __post_init__(self) -> None:
         for name, allowed in (("mode", MODES), ("solver", SOLVERS), ("ode_flags", ODE_FLAGS)):
@@ -109,6 +125,16 @@ class ScoreOptions:
                                   f"got {getattr(self, name)!r}")
         if self.steps < 1:
             raise ConfigError(f"score option steps must be >= 1, got {self.steps}")
+        if self.extended_steps < 2 or self.extended_steps % 2:
+            raise ConfigError("score option extended_steps must be even and >= 2 (t = 1/2 is a "
+                              f"grid point of the velocity profile), got {self.extended_steps}")
+        if self.probes < 1:
+            raise ConfigError(f"score option probes must be >= 1, got {self.probes}")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The score columns these options write, in order."""
+        return SCORE_COLUMNS + (EXTENDED_SCORE_COLUMNS if self.extended else ())
 
     @property
     def evaluations(self) -> int:
@@ -161,7 +187,8 @@ def terminal_point(
 
 @torch.no_grad()
 def score_batch(model: JanusNet, batch: Batch, opts: ScoreOptions = ScoreOptions()) -> torch.Tensor:
-    """The 10 scores (float32 ``(B, 10)``, :data:`SCORE_COLUMNS` order) of one batch."""
+    """The scores of one batch, :attr:`ScoreOptions.columns` order: ``(B, 10)`` float32, or
+    ``(B, 17)`` float64 with ``opts.extended``."""
     x0f, x0p, logits = terminal_point(model, batch, opts)
     m = batch.mask.float()  # (B, L)
     n = m.sum(1)  # (B,)
@@ -170,13 +197,20 @@ def score_batch(model: JanusNet, batch: Batch, opts: ScoreOptions = ScoreOptions
     n_cont = batch.cont.shape[2]
     nll = F.binary_cross_entropy_with_logits(logits, batch.disc.float(), reduction="none")
     nll_c = (nll * m[..., None]).sum(1) / n[:, None]  # (B, 6)
-    return torch.cat([
+    out = torch.cat([
         ((sq_flow + sq_pkt) / (N_FLOW_FEATURES + n_cont * n))[:, None],
         (sq_flow / N_FLOW_FEATURES)[:, None],
         (sq_pkt / (n_cont * n))[:, None],
         nll_c.sum(1, keepdim=True),
         nll_c,
     ], dim=1)
+    if not opts.extended:
+        return out
+    from janus.model.extended_scores import extended_batch
+
+    ext = extended_batch(model, batch, opts.extended_steps, opts.solver, opts.ode_flags,
+                         opts.probes, opts.probe_seed)  # (B, 7)
+    return torch.cat([out.double(), ext], dim=1)
 
 
 def score_flows(
@@ -189,11 +223,12 @@ def score_flows(
     disable_progress: bool | None = None,
     opts: ScoreOptions = ScoreOptions(),
 ) -> np.ndarray:
-    """Scores of ``flow_ids`` of ``ds``: float64 ``(len(flow_ids), 10)``, rows in ``flow_ids`` order."""
+    """Scores of ``flow_ids`` of ``ds``: float64 ``(len(flow_ids), len(opts.columns))``, rows in
+    ``flow_ids`` order."""
     device = torch.device(device)
     model = model.to(device).eval()
     flow_ids = np.asarray(flow_ids, dtype=np.int64)
-    out = np.empty((len(flow_ids), len(SCORE_COLUMNS)), dtype=np.float64)
+    out = np.empty((len(flow_ids), len(opts.columns)), dtype=np.float64)
     with tqdm(total=len(flow_ids), desc="scoring", unit="flow", disable=disable_progress) as bar:
         for start in range(0, len(flow_ids), CHUNK_FLOWS):
             prep = stats.prepare(ds, flow_ids[start:start + CHUNK_FLOWS], model.cfg.max_packets)
@@ -215,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, nargs="+",
                    help="dataset folder(s) to score (any dataset)")
     p.add_argument("--out", required=True, type=Path, nargs="+",
-                   help="output SCORES.parquet (flow_id + 10 scores), one per --data")
+                   help="output SCORES.parquet (flow_id + 10 scores, 17 with --extended), one per --data")
     p.add_argument("--splits", type=Path, default=None, nargs="+",
                    help="score only the val and test flows of this SPLITS.npz, one per --data "
                    "(default: every flow)")
@@ -230,6 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ode-flags", choices=ODE_FLAGS, default=d.ode_flags,
                    help="ode: the flags the velocity field sees along the path, every one MASK "
                    f"(hidden) or the observed ones (visible) (default {d.ode_flags})")
+    p.add_argument("--extended", action="store_true",
+                   help="also write the Phase-1 path scores (ODE terminal, kinetic energy, path "
+                   "curvature, CNF NLL by Hutchinson's estimator, velocity at t = 1, 0.5, 0), "
+                   "integrated with --solver and --ode-flags; reported, never aggregated")
+    p.add_argument("--extended-steps", type=int, default=d.extended_steps,
+                   help=f"extended: even number of solver steps of their path (default {d.extended_steps})")
+    p.add_argument("--probes", type=int, default=d.probes,
+                   help="extended: Rademacher probes of Hutchinson's trace estimate per step "
+                   f"(default {d.probes})")
+    p.add_argument("--probe-seed", type=int, default=d.probe_seed,
+                   help=f"extended: seed of the probes (default {d.probe_seed})")
     p.add_argument("--batch-size", type=int, default=1024, help="flows per forward pass (default 1024)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto = CUDA when available, else CPU (default auto)")
@@ -243,7 +289,7 @@ def score_dataset(
     opts: ScoreOptions = ScoreOptions(),
 ) -> int:
     """Score the flows of dataset folder ``data`` (only val + test of ``splits`` when given)
-    and write ``out`` (flow_id + the 10 :data:`SCORE_COLUMNS`); returns the flow count."""
+    and write ``out`` (flow_id + :attr:`ScoreOptions.columns`); returns the flow count."""
     import pyarrow as pa
 
     ds = load_dataset(data)
@@ -257,7 +303,7 @@ def score_dataset(
         flow_ids = np.arange(ds.n_flows, dtype=np.int64)
     scores = score_flows(model, stats, ds, flow_ids, batch_size, device, opts=opts)
     columns = {"flow_id": pa.array(flow_ids, pa.int64())}
-    columns.update({name: pa.array(scores[:, k]) for k, name in enumerate(SCORE_COLUMNS)})
+    columns.update({name: pa.array(scores[:, k]) for k, name in enumerate(opts.columns)})
     # A model trained without the discrete loss (lambda_disc = 0, the continuous-only
     # ablation) has an untrained flag head: its disc_nll_* columns are noise, so the file
     # tells the aggregator to use the continuous-side columns only.
@@ -294,7 +340,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     opts = ScoreOptions(mode=args.mode, steps=args.steps, solver=args.solver,
-                        ode_flags=args.ode_flags)
+                        ode_flags=args.ode_flags, extended=args.extended,
+                        extended_steps=args.extended_steps, probes=args.probes,
+                        probe_seed=args.probe_seed)
     models: dict[Path, tuple[JanusNet, FeatureStats]] = {}
     for ckpt, data, out, part in zip(checkpoints, args.data, args.out, splits):
         if ckpt not in models:

@@ -327,6 +327,12 @@ TRAIN_FLAGS = " ".join(
 )
 MODEL_FLAGS = optional_flags("model", ["d_model", "n_layers", "n_heads"])
 AGGREGATE_FLAGS = optional_flags("aggregate", ["sided", "collinear", "transform"])
+# The Phase-1 path scores (janus.model.extended_scores), only when score.extended is true.
+EXTENDED_FLAGS = (
+    " ".join(["--extended", optional_flags("score", ["extended_steps", "probes"])])
+    if config["score"]["extended"]
+    else ""
+)
 
 
 # --------------------------------------------------------------------------- models

@@ -70,13 +70,14 @@ rule score:
         steps=config["score"]["steps"],
         solver=config["score"]["solver"],
         ode_flags=config["score"]["ode_flags"],
+        extended=EXTENDED_FLAGS,
         device=config["train"]["device"],
         janus=JANUS,
     shell:
         "python -m janus.score --checkpoint {params.checkpoints} --data {params.data}"
         " --splits {input.splits} --out {output.scores} --mode {params.mode}"
         " --steps {params.steps} --solver {params.solver} --ode-flags {params.ode_flags}"
-        " --device {params.device} --threads {threads} > {log} 2>&1"
+        " {params.extended} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule baseline:
