@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from janus import contract
 from janus.errors import JanusError
 from janus.evaluation import report
 
@@ -224,3 +225,16 @@ def test_errors_name_file_and_key(tmp_path, metrics):
     with pytest.raises(JanusError, match=r"datasets \['B'\]"):
         report.Results(report.load_runs(metrics), ["A"], None)
     assert report.main(["--metrics", str(bad), "--out-dir", str(tmp_path / "o")]) == 2
+
+
+def test_within_lists_the_extended_path_scores_after_the_ten(tmp_path):
+    """Files scored with --extended: each path score gets its own within.md row, after the
+    10 scores, in EXTENDED_SCORE_COLUMNS order."""
+    ext = {c: _col(0.6 + 0.01 * k) for k, c in enumerate(contract.EXTENDED_SCORE_COLUMNS)}
+    paths = [_write(tmp_path, "janus", "A", "A", seed,
+                    {"oas": _col(0.9), "terminal_norm": _col(0.8), **ext}) for seed in (1, 2)]
+    within = report.within_md(report.Results(report.load_runs(paths)))
+    for k, c in enumerate(contract.EXTENDED_SCORE_COLUMNS):
+        assert _row(within, f"`{c}`")[1:] == [f"{0.6 + 0.01 * k:.3f} ± 0.000"]
+    order = [line.split("|")[1].strip() for line in within.splitlines() if line.startswith("| `")]
+    assert order == ["`oas`", "`terminal_norm`"] + [f"`{c}`" for c in contract.EXTENDED_SCORE_COLUMNS]

@@ -376,7 +376,8 @@ def test_cli_records_the_score_options(trained: tuple[Path, Path], tmp_path: Pat
                        "--mode", "ode", "--steps", "3", "--solver", "euler", "--ode-flags",
                        "visible"]) == 0
     meta = json.loads(pq.read_table(out).schema.metadata[score.SCORE_OPTIONS_KEY.encode()])
-    assert meta == {"mode": "ode", "steps": 3, "solver": "euler", "ode_flags": "visible"}
+    assert meta == {"mode": "ode", "steps": 3, "solver": "euler", "ode_flags": "visible",
+                    "extended": False, "extended_steps": 4, "probes": 1, "probe_seed": 0}
     model, _, stats = model_from_checkpoint(load_checkpoint(ckpt))
     direct = score.score_flows(model, stats, load_dataset(ds_dir), np.arange(320), disable_progress=True,
                                opts=score.ScoreOptions("ode", 3, "euler", "visible"))
