@@ -7,6 +7,7 @@ run touches the checkout's data/, results/ or .snakemake/.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -143,6 +144,27 @@ def test_batched_commands_cover_every_target(wf):
     assert "--score-out results/scores/iforest/b/b/seed7.parquet --threads" in out.stdout
     assert "results/scores/janus/a/b/seed7.parquet" not in out.stdout
     assert _job_counts(out.stdout)["train"] == 2
+
+
+def test_extended_scores_and_memae_options_reach_the_commands(wf):
+    extra = wf / "ext.yaml"
+    extra.write_text("datasets:\n  a: {source: {synth: {site: office}}}\nseeds: [7]\n"
+                     "detectors: [janus, memae]\n"
+                     "baselines: {memae: {shrink_thres: 0.04, similarity: dot}}\n"
+                     "score: {extended: true, extended_steps: 6, probes: 2}\n")
+    out = _snakemake(wf, "-n", "-p", "--cores", "1", "--configfile", str(extra),
+                     "--replace-workflow-config")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "--ode-flags visible --extended --extended-steps 6 --probes 2 --device" in out.stdout
+    assert "--param shrink_thres=0.04 --param 'similarity=\"dot\"'" in out.stdout
+    # Off by default: the plain command line.
+    extra.write_text("datasets:\n  a: {source: {synth: {site: office}}}\nseeds: [7]\n"
+                     "detectors: [janus]\n")
+    out = _snakemake(wf, "-n", "-p", "--cores", "1", "--configfile", str(extra),
+                     "--replace-workflow-config")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"--ode-flags visible +--device", out.stdout)
+    assert "--extended" not in out.stdout
 
 
 def test_distinct_sigmas_train_twice(wf):
