@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -57,7 +56,7 @@ def test_linear_field_closed_forms(points, solver, steps, rtol):
     """v(x, t) = a x: x(t) = x1 e^{a (t - 1)}, so x0 = x1 e^{-a}, |v|^2 = a^2 |x1|^2 e^{2a(t-1)},
     div v = a D, log p(x1) = log N(x0) - a D; the path is straight in direction but not in
     speed, so its curvature is KE - |x1 - x0|^2 / D > 0."""
-    x1f, x1p, mask, dim, sq = points
+    _, _, mask, dim, sq = points
     a = 0.7
     out = _run(lambda xf, xp, t: (a * xf, a * xp * mask[..., None]), points,
                steps=steps, solver=solver)
@@ -99,7 +98,7 @@ def test_rotation_has_constant_speed_zero_divergence_and_known_curvature(points)
     elsewhere): the flow turns by the angle w at radius r, so |v|^2 = w^2 r^2 all along,
     the chord is 2 r sin(w/2), the curvature is w^2 r^2 - 4 r^2 sin^2(w/2), div = 0 (the
     Hutchinson estimate of a skew-symmetric Jacobian is 0 for every probe)."""
-    x1f, x1p, mask, dim, _ = points
+    x1f, x1p, _, dim, _ = points
     w = 1.3
 
     def field(xf, xp, t):
@@ -245,7 +244,7 @@ def test_extended_scores_do_not_depend_on_batching_and_the_probe_seed_matters(sm
 
 
 def test_cli_extended_file_keeps_the_aggregate_columns_and_passes_through(small_data, tmp_path):
-    ds_dir, ds, stats = small_data
+    ds_dir, _, stats = small_data
     net = _random_net(3)
     out = tmp_path / "scores.parquet"
     opts = score.ScoreOptions(extended=True)
