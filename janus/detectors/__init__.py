@@ -1,22 +1,34 @@
-"""Baseline detectors on the 20 flow features, and the ``janus baseline`` step.
+"""Baseline detectors, and the ``janus baseline`` step.
 
-Detectors (all fitted on benign training flows only, scores higher = more anomalous):
+Detectors (all fitted on benign training flows only, scores higher = more anomalous); the
+last column is what each reads (:attr:`Detector.inputs`):
 
-========== ===========================================================================
-``nf``      normalizing flow (zuko NSF), score = negative log-likelihood (Shafir et al.)
-``iforest`` scikit-learn Isolation Forest
-``lof``     scikit-learn Local Outlier Factor (novelty mode)
-``ocsvm``   scikit-learn One-Class SVM (RBF kernel)
-``kitnet``  Kitsune's KitNET autoencoder ensemble, written from the NDSS 2018 paper
-``flowcfm`` flow matching on the flow features alone, score = terminal norm
-``ae``      MLP autoencoder, score = reconstruction error
-``memae``   memory-augmented autoencoder (Gong et al. ICCV 2019), score = reconstruction error
-========== ===========================================================================
+======================= ==================================================== ========
+``nf``                  normalizing flow (zuko NSF), score = negative        features
+                        log-likelihood (Shafir et al.)
+``iforest``             scikit-learn Isolation Forest                        features
+``lof``                 scikit-learn Local Outlier Factor (novelty mode)     features
+``ocsvm``               scikit-learn One-Class SVM (RBF kernel)              features
+``kitnet``              Kitsune's KitNET autoencoder ensemble (NDSS 2018)    features
+``flowcfm``             flow matching on the flow features alone,            features
+                        score = terminal norm
+``ae``                  MLP autoencoder, score = reconstruction error        features
+``memae``               memory-augmented autoencoder (Gong et al. ICCV       features
+                        2019), score = reconstruction error
+``unified_cfm``         token CFM over [FLOW, P1..Pn] with a masked-         both
+                        prediction consistency loss, score = flow_consistency
+``packet_cfm``          OT-CFM on the packet sequence, score = excess over   packets
+                        the benign sigma-band of terminal points
+``anomaly_transformer`` Anomaly-Transformer (ICLR 2022) over each flow's     packets
+                        packets, score = association-weighted error
+======================= ==================================================== ========
 
-``janus baseline train`` reads ``flow_features.parquet`` and the ``train``/``val`` ids of
-``SPLITS.npz`` (benign by construction) -- never ``labels.parquet``; ``janus baseline score``
-writes ``flow_id, score`` for ``janus evaluate``; ``janus baseline run`` does both in one
-process (fit on the source, save, then score every target), which is what the workflow runs.
+``janus baseline train`` reads ``flow_features.parquet`` (and, for a detector that reads
+packets, the packet tensor through :func:`janus.model.data.load_dataset`) and the
+``train``/``val`` ids of ``SPLITS.npz`` (benign by construction) -- never ``labels.parquet``;
+``janus baseline score`` writes ``flow_id, score`` for ``janus evaluate``; ``janus baseline
+run`` does both in one process (fit on the source, save, then score every target), which is
+what the workflow runs.
 """
 
 from __future__ import annotations
@@ -31,13 +43,16 @@ from pathlib import Path
 import numpy as np
 
 from janus.cli import run_main
-from janus.contract import FEATURES_FILE, FLOW_FEATURES
+from janus.contract import FEATURES_FILE, FLOW_FEATURES, PACKETS_FILE
+from janus.detectors.anomaly_transformer import AnomalyTransformerDetector
 from janus.detectors.autoencoder import AEDetector, MemAEDetector
-from janus.detectors.base import Detector, FeatureScaler
+from janus.detectors.base import Detector, FeatureScaler, FlowData, as_flow_data
 from janus.detectors.classic import IForestDetector, LOFDetector, OCSVMDetector
 from janus.detectors.flowcfm import FlowCFMDetector
 from janus.detectors.kitnet import KitNETDetector
 from janus.detectors.nf import NFDetector
+from janus.detectors.packet_cfm import PacketCFMDetector
+from janus.detectors.unified_cfm import UnifiedCFMDetector
 from janus.errors import ConfigError, JanusError
 
 log = logging.getLogger(__name__)
@@ -45,10 +60,12 @@ log = logging.getLogger(__name__)
 #: name -> detector class.
 DETECTORS: dict[str, type[Detector]] = {
     cls.name: cls for cls in (NFDetector, IForestDetector, LOFDetector, OCSVMDetector,
-                              KitNETDetector, FlowCFMDetector, AEDetector, MemAEDetector)
+                              KitNETDetector, FlowCFMDetector, AEDetector, MemAEDetector,
+                              UnifiedCFMDetector, PacketCFMDetector, AnomalyTransformerDetector)
 }
 
-__all__ = ["DETECTORS", "Detector", "FeatureScaler", "make_detector", "read_flow_features"]
+__all__ = ["DETECTORS", "Detector", "FeatureScaler", "FlowData", "make_detector",
+           "read_flow_data", "read_flow_features"]
 
 
 def make_detector(name: str, seed: int = 0, **params) -> Detector:
@@ -78,6 +95,17 @@ def read_flow_features(data_dir: str | Path) -> np.ndarray:
     return x
 
 
+def read_flow_data(data_dir: str | Path, packets: bool) -> FlowData:
+    """Every flow of ``DIR``: the features, and with ``packets`` the packet tensor as well
+    (read by :func:`janus.model.data.load_dataset`, which checks the two agree row by row)."""
+    if not packets:
+        return FlowData(read_flow_features(data_dir))
+    from janus.model.data import load_dataset
+
+    ds = load_dataset(data_dir)
+    return FlowData(ds.features, ds.packets, ds.lengths)
+
+
 def _features_file(data_dir: str | Path) -> Path:
     """``DIR/flow_features.parquet``; :class:`JanusError` naming it when it is absent."""
     path = Path(data_dir) / FEATURES_FILE
@@ -86,11 +114,11 @@ def _features_file(data_dir: str | Path) -> Path:
     return path
 
 
-def _take(x: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
+def _take(x: FlowData, ids: np.ndarray, what: str) -> FlowData:
     if ids.size and (ids.min() < 0 or ids.max() >= len(x)):
         raise JanusError(f"{what}: flow ids up to {int(ids.max())} but the dataset has "
                          f"{len(x)} flows; were the splits made from this dataset?")
-    return x[ids]
+    return x.take(ids)
 
 
 def _parse_params(items: Sequence[str]) -> dict:
@@ -109,14 +137,15 @@ def _parse_params(items: Sequence[str]) -> dict:
 def _add_fit_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--detector", required=True, choices=sorted(DETECTORS), help="which baseline")
     sp.add_argument("--data", required=True, type=Path,
-                    help=f"dataset folder holding {FEATURES_FILE} (the training dataset)")
+                    help=f"dataset folder holding {FEATURES_FILE} (the training dataset; "
+                    f"and {PACKETS_FILE} for the detectors that read packets)")
     sp.add_argument("--splits", required=True, type=Path,
                     help="SPLITS.npz: fit on 'train', early-stop on 'val' (both benign)")
     sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     sp.add_argument("--out", required=True, type=Path, help="model folder to write")
     sp.add_argument("--epochs", type=int, default=None,
-                    help="maximum epochs of the torch detectors (nf, kitnet, flowcfm, ae, memae); ignored "
-                    "with a warning by the others")
+                    help="maximum epochs of the torch detectors (nf, kitnet, flowcfm, ae, memae "
+                    "and the packet detectors); ignored with a warning by the others")
     sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="hyper-parameter override, VALUE as JSON (repeatable), e.g. "
                     "--param hidden=64 --param nu=0.1")
@@ -129,7 +158,8 @@ def _add_score_options(sp: argparse.ArgumentParser, prefix: str, required: bool)
     sp.add_argument(f"--{prefix}data", required=required, type=Path, nargs="+",
                     default=None if required else [],
                     help=f"dataset folder(s) to score{what}, each holding {FEATURES_FILE} "
-                    "(any dataset; the model's own standardisation is used)")
+                    f"(and {PACKETS_FILE} for a packet detector; any dataset: the model's "
+                    "own standardisation is used)")
     sp.add_argument(f"--{prefix}out", required=required, type=Path, nargs="+",
                     default=None if required else [],
                     help=f"SCORES.parquet (flow_id, score) to write, one per --{prefix}data")
@@ -141,7 +171,8 @@ def _add_score_options(sp: argparse.ArgumentParser, prefix: str, required: bool)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="janus baseline",
-        description="Train and score the baseline detectors on the 20 flow features.",
+        description="Train and score the baseline detectors (on the 20 flow features or "
+        "on the packets of each flow).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="{train,score,run}")
     t = sub.add_parser("train", help="fit a detector on the benign training flows")
@@ -161,11 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def train_detector(args: argparse.Namespace, x: np.ndarray) -> Detector:
-    """Fit ``args.detector`` on the 'train' rows of features ``x`` ``(N, 20)`` (early stopping
-    on 'val'), save it to ``args.out`` and return it."""
+def train_detector(args: argparse.Namespace, x: FlowData | np.ndarray) -> Detector:
+    """Fit ``args.detector`` on the 'train' rows of ``x`` (a dataset's :class:`FlowData`, or
+    its features ``(N, 20)``; early stopping on 'val'), save it to ``args.out``, return it."""
     from janus.datasets.splits import load_splits
 
+    x = as_flow_data(x)
     splits = load_splits(args.splits)
     params = _parse_params(args.param)
     det_cls = DETECTORS[args.detector]
@@ -185,14 +217,16 @@ def train_detector(args: argparse.Namespace, x: np.ndarray) -> Detector:
     return det
 
 
-def score_dataset(det: Detector, x: np.ndarray, out: Path, splits: Path | None = None) -> None:
-    """Score features ``x`` ``(N, 20)`` of one dataset (only 'val' + 'test' of ``splits``
-    when given) and write ``out`` with columns ``flow_id, score``."""
+def score_dataset(det: Detector, x: FlowData | np.ndarray, out: Path,
+                  splits: Path | None = None) -> None:
+    """Score the flows ``x`` of one dataset (:class:`FlowData` or features ``(N, 20)``; only
+    'val' + 'test' of ``splits`` when given) and write ``out`` with columns ``flow_id, score``."""
     import pyarrow as pa
 
     from janus.datasets.splits import load_splits
     from janus.io import write_parquet
 
+    x = as_flow_data(x)
     if splits is not None:
         parts = load_splits(splits)
         ids = np.union1d(parts["val"], parts["test"]).astype(np.int64)
@@ -222,7 +256,7 @@ def _score_targets(det: Detector, data: list[Path], outs: list[Path],
         raise JanusError(f"--{prefix}splits has {len(splits)} values for {len(data)} "
                          f"--{prefix}data folders; give one per dataset")
     for k, folder in enumerate(data):
-        score_dataset(det, read_flow_features(folder), outs[k],
+        score_dataset(det, read_flow_data(folder, det.reads_packets), outs[k],
                       None if splits is None else splits[k])
 
 
@@ -235,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
             _features_file(folder)
         _score_targets(Detector.load(args.model), args.data, args.out, args.splits, "")
         return 0
-    det = train_detector(args, read_flow_features(args.data))
+    packets = DETECTORS[args.detector].inputs != "features"
+    det = train_detector(args, read_flow_data(args.data, packets))
     if args.command == "run":
         _score_targets(det, args.score_data, args.score_out, args.score_splits, "score-")
     return 0

@@ -1,11 +1,21 @@
 """The common baseline interface: feature scaling, the :class:`Detector` base, saving, training loop.
 
-Every baseline sees the same input: the 20 flow features (:data:`janus.contract.FLOW_FEATURES`)
-passed through JANUS's own fixed transform (``sign(x) log1p(|x| / s)`` with the per-feature
-scales :data:`janus.model.data.FLOW_SCALE`: times in microseconds, ``fwd_ratio`` unchanged,
-everything else ``log1p``), then standardised with the mean and standard deviation of the
-BENIGN TRAINING flows. The statistics are saved with the model, so scoring another dataset
-uses the training dataset's standardisation, exactly like the JANUS checkpoint.
+A detector declares what it reads in :attr:`Detector.inputs`:
+
+* ``"features"`` (every detector on the flow features): the 20 flow features
+  (:data:`janus.contract.FLOW_FEATURES`) passed through JANUS's own fixed transform
+  (``sign(x) log1p(|x| / s)`` with the per-feature scales :data:`janus.model.data.FLOW_SCALE`:
+  times in microseconds, ``fwd_ratio`` unchanged, everything else ``log1p``), then
+  standardised with the mean and standard deviation of the BENIGN TRAINING flows;
+* ``"packets"`` or ``"both"`` (the packet-sequence detectors of
+  :mod:`janus.detectors.packets`): also the packet tensor, its size, iat and win through
+  JANUS's packet transform and standardised with the benign training packets' statistics
+  (:class:`PacketScaler`), its six binary channels as 0/1; ``"both"`` says the model reads
+  the flow features as well, ``"packets"`` that it reads the packets alone.
+
+The statistics are saved with the model, so scoring another dataset uses the training
+dataset's standardisation, exactly like the JANUS checkpoint. ``fit`` and ``score`` take a
+:class:`FlowData` (or, for a ``"features"`` detector, the ``(n, 20)`` feature matrix itself).
 
 A model folder holds ``detector.json`` (name, seed, hyper-parameters, feature statistics,
 training history, versions) and one state file:
@@ -31,13 +41,14 @@ import time
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from janus import __version__
-from janus.contract import FLOW_FEATURES, N_FLOW_FEATURES
+from janus.contract import BINARY, CONTINUOUS, FLOW_FEATURES, N_CHANNELS, N_FLOW_FEATURES
 from janus.errors import JanusError
 from janus.io import write_json, write_npz
 
@@ -47,7 +58,41 @@ MODEL_FILE = "detector.json"
 STATE_FILE = "state.npz"
 #: A pickled scikit-learn model (earlier JANUS versions): refused, never loaded.
 SKLEARN_FILE = "model.joblib"
+#: What a detector reads (:attr:`Detector.inputs`).
+INPUTS = ("features", "packets", "both")
 
+
+# --------------------------------------------------------------------------- inputs
+@dataclass
+class FlowData:
+    """Rows of one dataset, aligned: the flow features and, for packet detectors, the packets.
+
+    ``features`` float64 ``(n, 20)`` in contract units; ``packets`` float32 ``(n, T, 9)``
+    (zero after a flow's last packet) and ``lengths`` int ``(n,)`` in ``1..T``, both None
+    when only the features were read.
+    """
+
+    features: np.ndarray
+    packets: np.ndarray | None = None
+    lengths: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def has_packets(self) -> bool:
+        return self.packets is not None
+
+    def take(self, ids: np.ndarray) -> FlowData:
+        """The rows ``ids`` (an index array), in that order."""
+        if not self.has_packets:
+            return FlowData(self.features[ids])
+        return FlowData(self.features[ids], self.packets[ids], self.lengths[ids])
+
+
+def as_flow_data(x: FlowData | np.ndarray) -> FlowData:
+    """``x`` itself, or a feature matrix ``(n, 20)`` wrapped as features-only rows."""
+    return x if isinstance(x, FlowData) else FlowData(np.asarray(x))
 
 # --------------------------------------------------------------------------- features
 class FeatureScaler:
@@ -99,17 +144,106 @@ class FeatureScaler:
         return cls(d["scale"], d["mean"], d["std"])
 
 
+class PacketScaler:
+    """JANUS's packet transform (:data:`janus.model.data.PACKET_SCALE`: size and win
+    ``log1p``, iat ``log1p(x / 1 us)``) then standardisation with the mean and standard
+    deviation over the valid packets of the benign training flows (first ``max_packets``).
+
+    ``transform(packets (n, T, 9), lengths (n,))`` -> ``(cont (n, T', 3) float32, flags
+    (n, T', 6) float32, lengths (n,) int64)`` with ``T' = min(T, max_packets)``: size, iat,
+    win standardised, direction, syn, fin, rst, psh, ack as 0/1; both 0 on padding.
+    """
+
+    def __init__(self, max_packets: int, mean: np.ndarray | None = None,
+                 std: np.ndarray | None = None) -> None:
+        self.max_packets = int(max_packets)
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        self.std = None if std is None else np.asarray(std, dtype=np.float64)
+
+    def _cut(self, packets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                      np.ndarray]:
+        if packets.ndim != 3 or packets.shape[2] != N_CHANNELS or lengths.shape != \
+                packets.shape[:1]:
+            raise JanusError(f"expected packets (n, T, {N_CHANNELS}) and lengths (n,), got "
+                             f"{packets.shape} and {lengths.shape}")
+        t = min(self.max_packets, packets.shape[1])
+        lengths = np.minimum(np.asarray(lengths, dtype=np.int64), t)
+        valid = np.arange(t)[None, :] < lengths[:, None]  # (n, t)
+        return packets[:, :t], lengths, valid
+
+    def fit(self, packets: np.ndarray, lengths: np.ndarray) -> PacketScaler:
+        from janus.model.data import MIN_STD, PACKET_SCALE, log1p_scaled
+
+        raw, _, valid = self._cut(packets, lengths)
+        y = log1p_scaled(raw[..., list(CONTINUOUS)][valid], PACKET_SCALE)  # (valid packets, 3)
+        self.mean = y.mean(axis=0)
+        self.std = np.where(y.std(axis=0) < MIN_STD, 1.0, y.std(axis=0))
+        return self
+
+    def transform(self, packets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray,
+                                                                           np.ndarray,
+                                                                           np.ndarray]:
+        from janus.model.data import PACKET_SCALE, log1p_scaled
+
+        if self.mean is None:
+            raise RuntimeError("PacketScaler.transform called before fit")
+        raw, lengths, valid = self._cut(packets, lengths)
+        cont = (log1p_scaled(raw[..., list(CONTINUOUS)], PACKET_SCALE) - self.mean) / self.std
+        cont = np.where(valid[..., None], cont, 0.0).astype(np.float32)  # (n, t, 3)
+        flags = np.where(valid[..., None], raw[..., list(BINARY)] > 0.5, 0).astype(np.float32)
+        return cont, flags, lengths
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_packets": self.max_packets, "mean": self.mean.tolist(),
+                "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PacketScaler:
+        out = cls(int(d["max_packets"]), d["mean"], d["std"])
+        if out.mean.shape != (len(CONTINUOUS),) or out.std.shape != (len(CONTINUOUS),):
+            raise ValueError("packet scaler arrays are not of length 3")
+        return out
+
+
+@dataclass
+class PacketInputs:
+    """Standardised model inputs of ``n`` flows for a packet detector.
+
+    ``flow`` float32 ``(n, 20)`` (:class:`FeatureScaler`), ``cont`` float32 ``(n, T, 3)`` and
+    ``flags`` float32 ``(n, T, 6)`` (:class:`PacketScaler`, 0 on padding), ``lengths`` int64
+    ``(n,)`` in ``1..T``. Indexing by an index array or a slice gives a :class:`PacketBatch`
+    padded to its own longest flow (see :mod:`janus.detectors.packets`).
+    """
+
+    flow: np.ndarray
+    cont: np.ndarray
+    flags: np.ndarray
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def __getitem__(self, idx: Any) -> Any:
+        from janus.detectors.packets import PacketBatch
+
+        return PacketBatch.of(self, idx)
+
+
 # --------------------------------------------------------------------------- detectors
 class Detector(ABC):
     """A one-class detector on flow features: ``fit`` on benign flows, ``score`` any flows.
 
-    Subclasses set :attr:`name` and :attr:`defaults` (hyper-parameters, JSON-able) and
-    implement ``_fit`` / ``_score`` on standardised features and ``_save_state`` /
-    ``_load_state``. Scores are float64 ``(n,)``, higher = more anomalous.
+    Subclasses set :attr:`name`, :attr:`defaults` (hyper-parameters, JSON-able) and
+    :attr:`inputs`, and implement ``_fit`` / ``_score`` on the standardised inputs (a float32
+    ``(n, 20)`` matrix for ``"features"``, a :class:`PacketInputs` otherwise) and
+    ``_save_state`` / ``_load_state``. Scores are float64 ``(n,)``, higher = more anomalous.
+    A packet detector's ``defaults`` hold ``max_packets``, the packets per flow it reads.
     """
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    #: What the detector reads: one of :data:`INPUTS`.
+    inputs: ClassVar[str] = "features"
 
     def __init__(self, seed: int = 0, **params: Any) -> None:
         unknown = set(params) - set(self.defaults)
@@ -119,30 +253,57 @@ class Detector(ABC):
         self.seed = int(seed)
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.scaler: FeatureScaler | None = None
+        self.packet_scaler: PacketScaler | None = None
         self.history: dict[str, Any] = {}
 
+    @property
+    def reads_packets(self) -> bool:
+        return self.inputs != "features"
+
     # ---- public API
-    def fit(self, x_train: np.ndarray, x_val: np.ndarray | None = None) -> Detector:
-        """Fit on benign training features ``(n, 20)``; ``x_val`` (benign) drives early stopping."""
-        if len(x_train) < 2:
+    def fit(self, x_train: FlowData | np.ndarray,
+            x_val: FlowData | np.ndarray | None = None) -> Detector:
+        """Fit on benign training flows (a :class:`FlowData`, or features ``(n, 20)`` for a
+        ``"features"`` detector); ``x_val`` (benign) drives early stopping."""
+        train = self._checked(x_train)
+        if len(train) < 2:
             raise JanusError(f"detector {self.name!r} needs at least 2 training flows, got "
-                             f"{len(x_train)}")
-        self.scaler = FeatureScaler().fit(x_train)
-        z_val = None if x_val is None or len(x_val) == 0 else self.scaler.transform(x_val)
+                             f"{len(train)}")
+        self.scaler = FeatureScaler().fit(train.features)
+        if self.reads_packets:
+            self.packet_scaler = PacketScaler(self.params["max_packets"]).fit(train.packets,
+                                                                              train.lengths)
+        val = None if x_val is None or len(x_val) == 0 else self._prepare(self._checked(x_val))
         start = time.perf_counter()
-        self._fit(self.scaler.transform(x_train), z_val)
+        self._fit(self._prepare(train), val)
         self.history["fit_seconds"] = round(time.perf_counter() - start, 3)
-        self.history["n_train"] = len(x_train)
-        self.history["n_val"] = 0 if z_val is None else len(z_val)
+        self.history["n_train"] = len(train)
+        self.history["n_val"] = 0 if val is None else len(val)
         return self
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        """Anomaly scores ``(n,)`` float64 of raw flow features ``(n, 20)``."""
+    def score(self, x: FlowData | np.ndarray) -> np.ndarray:
+        """Anomaly scores ``(n,)`` float64 of raw flows (as :meth:`fit` takes them)."""
         if self.scaler is None:
             raise RuntimeError(f"detector {self.name!r} scored before fit/load")
-        if len(x) == 0:
+        data = self._checked(x)
+        if len(data) == 0:
             return np.zeros(0, np.float64)
-        return np.asarray(self._score(self.scaler.transform(x)), dtype=np.float64)
+        return np.asarray(self._score(self._prepare(data)), dtype=np.float64)
+
+    def _checked(self, x: FlowData | np.ndarray) -> FlowData:
+        data = as_flow_data(x)
+        if self.reads_packets and not data.has_packets:
+            raise JanusError(f"detector {self.name!r} reads the packets of each flow, but "
+                             "only flow features were given")
+        return data
+
+    def _prepare(self, data: FlowData) -> np.ndarray | PacketInputs:
+        """Standardised model inputs: ``(n, 20)`` float32, or :class:`PacketInputs`."""
+        z = self.scaler.transform(data.features)
+        if not self.reads_packets:
+            return z
+        cont, flags, lengths = self.packet_scaler.transform(data.packets, data.lengths)
+        return PacketInputs(flow=z, cont=cont, flags=flags, lengths=lengths)
 
     def save(self, folder: str | Path) -> None:
         """Write ``folder/detector.json`` and the state file (see the module docstring)."""
@@ -156,12 +317,15 @@ class Detector(ABC):
         import sklearn
         import torch
 
-        write_json(folder / MODEL_FILE, {
+        meta = {
             "detector": self.name, "seed": self.seed, "params": self.params,
             "scaler": self.scaler.to_dict(), "history": self.history,
             "janus_version": __version__, "torch_version": torch.__version__,
             "sklearn_version": sklearn.__version__,
-        })
+        }
+        if self.reads_packets:
+            meta["packet_scaler"] = self.packet_scaler.to_dict()
+        write_json(folder / MODEL_FILE, meta)
 
     @staticmethod
     def load(folder: str | Path) -> Detector:
@@ -196,16 +360,22 @@ class Detector(ABC):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise JanusError(f"{path}: bad feature statistics 'scaler' ({exc!r}); retrain") \
                 from exc
+        if det.reads_packets:
+            try:
+                det.packet_scaler = PacketScaler.from_dict(meta["packet_scaler"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise JanusError(f"{path}: bad packet statistics 'packet_scaler' ({exc!r}); "
+                                 "retrain") from exc
         det.history = history
         det._load_state(folder, meta)
         return det
 
     # ---- subclass hooks
     @abstractmethod
-    def _fit(self, z_train: np.ndarray, z_val: np.ndarray | None) -> None: ...
+    def _fit(self, z_train: Any, z_val: Any | None) -> None: ...
 
     @abstractmethod
-    def _score(self, z: np.ndarray) -> np.ndarray: ...
+    def _score(self, z: Any) -> np.ndarray: ...
 
     @abstractmethod
     def _save_state(self, folder: Path) -> None: ...
@@ -283,6 +453,8 @@ def train_minibatch(
 ) -> dict[str, Any]:
     """Adam on minibatches with early stopping on the benign validation loss.
 
+    ``z_train``, ``z_val``: standardised features ``(n, D)`` or :class:`PacketInputs` (then a
+    batch is a :class:`janus.detectors.packets.PacketBatch` padded to its longest flow).
     ``loss_fn(batch (b, D) tensor, generator) -> scalar`` is the per-sample mean loss; the
     generator (seeded from ``seed``) makes every random draw in it reproducible. The
     validation loss is evaluated with a generator re-seeded identically every epoch, so
@@ -294,8 +466,7 @@ def train_minibatch(
 
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
-    x = torch.from_numpy(np.ascontiguousarray(z_train))
-    xv = None if z_val is None else torch.from_numpy(np.ascontiguousarray(z_val))
+    x, xv = _batchable(z_train), None if z_val is None else _batchable(z_val)
     best, best_state, bad = math.inf, None, 0
     hist: dict[str, Any] = {"train_loss": [], "val_loss": []}
     bar = tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=None)
@@ -338,6 +509,13 @@ def train_minibatch(
     log.info("%s: %d epochs, train loss %.4f, best val loss %s", desc, hist["epochs_run"],
              hist["train_loss"][-1], "n/a" if best_state is None else f"{best:.4f}")
     return hist
+
+
+def _batchable(z: np.ndarray | PacketInputs) -> Any:
+    """What :func:`train_minibatch` indexes rows of: a tensor, or the packet inputs."""
+    import torch
+
+    return z if isinstance(z, PacketInputs) else torch.from_numpy(np.ascontiguousarray(z))
 
 
 def seed_everything(seed: int) -> None:
