@@ -410,6 +410,14 @@ def janus_models(wildcards):
     return sorted(set(janus_checkpoints(wildcards)))
 
 
+def baseline_packets(wildcards):
+    """The packet tensors of the source and every target, for a baseline that reads packets
+    (Detector.inputs); none for one on the flow features alone."""
+    if BASELINE_CLASSES[wildcards.baseline].inputs == "features":
+        return []
+    return sorted({f"data/{wildcards.source}/packets.npz", *target_packets(wildcards)})
+
+
 def baseline_flags(wildcards):
     """--epochs and --param options of janus.detectors for one baseline detector."""
     name = wildcards.baseline

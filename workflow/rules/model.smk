@@ -86,6 +86,7 @@ rule baseline:
         splits="data/{source}/splits/seed{seed}.npz",
         target_features=target_features,
         target_splits=target_splits,
+        packets=baseline_packets,
     output:
         model="runs/{baseline}/{source}/seed{seed}/detector.json",
         scores=per_target(
