@@ -100,23 +100,28 @@ class AnomalyTransformerDetector(TorchDetector):
         return {"x": x, "recon": recon, "err": err, "series_dis": series_dis,
                 "prior_dis": prior_dis}
 
+    def minimax_loss(self, batch: Any) -> Any:
+        """The training loss of one batch: the mean of the maximise-phase loss
+        ``rec - lambda AssDis(P.detach(), S)`` and the minimise-phase loss
+        ``rec + lambda AssDis(P, S.detach())`` (AssDis and rec averaged over valid packets).
+        So the prior (sigma) gets only ``+lambda/2`` of the discrepancy's gradient, the series
+        (Q, K) only ``-lambda/2``, and the value equals the reconstruction error."""
+        q = self.parts(batch)
+        m = batch.mask.float()
+        n = m.sum()
+        rec = (q["err"] * m).sum() / n
+        maximise = rec - self.params["lambda"] * (q["series_dis"] * m).sum() / n
+        minimise = rec + self.params["lambda"] * (q["prior_dis"] * m).sum() / n
+        return 0.5 * (maximise + minimise)
+
     def _fit(self, z_train: Any, z_val: Any | None) -> None:
         p = self.params
         seed_everything(self.seed)
         self.module = net = self.build()
-
-        def loss(batch, _gen):
-            q = self.parts(batch)
-            m = batch.mask.float()
-            n = m.sum()
-            rec = (q["err"] * m).sum() / n
-            maximise = rec - p["lambda"] * (q["series_dis"] * m).sum() / n
-            minimise = rec + p["lambda"] * (q["prior_dis"] * m).sum() / n
-            return 0.5 * (maximise + minimise)
-
         self.history.update(train_minibatch(
-            net, loss, z_train, z_val, epochs=p["epochs"], batch_size=p["batch_size"],
-            lr=p["lr"], patience=p["patience"], seed=self.seed, desc="anomaly_transformer"))
+            net, lambda batch, _gen: self.minimax_loss(batch), z_train, z_val,
+            epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], patience=p["patience"],
+            seed=self.seed, desc="anomaly_transformer"))
 
     def criterion(self, batch: Any) -> Any:
         """The per-packet anomaly criterion ``(B, L)``, 0 on padding (module docstring)."""

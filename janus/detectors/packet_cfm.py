@@ -14,12 +14,19 @@ velocity against ``x1 - x0`` over the valid values. The workspace swept
 Terminal point: ``x0 = x1 - v(x1, t = 1)`` (``steps = 1``, one Euler step, as JANUS's
 ``onepass``) or ``steps`` Euler steps of ``dx/dt = v`` from ``t = 1`` back to ``t = 0``.
 
-The sigma-band (our reading of the design note): the path noise ``sigma`` makes the model
-learn a tube of width ``sigma`` around the straight paths, so the terminal points of benign
-flows fill a band whose width depends on ``sigma``. After training, the band is measured on
-the benign validation flows (the training flows when there are none): per channel ``c`` the
-mean ``m_c`` and standard deviation ``s_c`` of the terminal values over valid packets. A
-value inside ``m_c +- band_k s_c`` is benign; the score (``score: band``, the default) is
+The sigma-band (our reading of the design note). The path noise ``sigma`` is a Gaussian
+tube of width ``sigma`` around every straight path, so at the source end the benign flows'
+terminal points are spread as ``x0 + sigma eps``, i.e. ``N(0, (1 + sigma^2) I)``: a band
+whose width the model learns with ``sigma``. Per channel ``c`` the band is a centre ``m_c``
+and a width ``s_c``:
+
+* ``band: measured`` (the default): ``m_c``, ``s_c`` are the mean and standard deviation of
+  the terminal values over the valid packets of the benign validation flows (the training
+  flows when there are none), measured after training -- calibrated to what the trained
+  field actually does (a flag, with two atoms, does not map to a full Gaussian);
+* ``band: analytic``: ``m_c = 0``, ``s_c = sqrt(1 + sigma^2)``, the band the path defines.
+
+A value inside ``m_c +- band_k s_c`` is benign; the score (``score: band``, the default) is
 the mean squared excess outside the band over the flow's ``9n`` values,
 ``mean_{i, c} relu(|x0[i, c] - m_c| / s_c - band_k)^2``, 0 for a flow wholly inside.
 ``score: terminal_norm`` is the plain ``mean x0^2`` (no band), for comparison.
@@ -35,6 +42,7 @@ from janus.detectors.base import TorchDetector, seed_everything, train_minibatch
 from janus.errors import ConfigError
 
 SCORES = ("band", "terminal_norm")
+BANDS = ("measured", "analytic")
 #: Values per packet: size, iat, win, direction, syn, fin, rst, psh, ack.
 CHANNELS = 9
 
@@ -69,6 +77,7 @@ class PacketCFMDetector(TorchDetector):
         "sigma": 0.1,  # the workspace swept 0, 0.1, 0.2, 0.3
         "ot": "exact",  # minibatch coupling, as janus.model.network.ModelConfig.ot
         "steps": 1,  # Euler steps from t = 1 to 0 for the terminal point (1 = one pass)
+        "band": "measured",  # the band's centre and width: measured on benign or analytic
         "band_k": 2.0,  # half-width of the benign band, in benign standard deviations
         "score": "band",
         "epochs": 30,
@@ -82,6 +91,9 @@ class PacketCFMDetector(TorchDetector):
         if self.params["score"] not in SCORES:
             raise ConfigError(f"packet_cfm: score must be one of {list(SCORES)}, got "
                               f"{self.params['score']!r}")
+        if self.params["band"] not in BANDS:
+            raise ConfigError(f"packet_cfm: band must be one of {list(BANDS)}, got "
+                              f"{self.params['band']!r}")
         if int(self.params["steps"]) < 1:
             raise ConfigError(f"packet_cfm: steps must be >= 1, got {self.params['steps']}")
 
@@ -127,6 +139,8 @@ class PacketCFMDetector(TorchDetector):
                                   (x0 ** 2).sum(0).numpy()])
         mean = sums[1] / sums[0]
         std = np.sqrt(np.maximum(sums[2] / sums[0] - mean ** 2, 0.0))
+        if p["band"] == "analytic":
+            mean, std = np.zeros(CHANNELS), np.full(CHANNELS, np.sqrt(1.0 + p["sigma"] ** 2))
         net.band_mean.copy_(torch.from_numpy(mean).float())
         net.band_std.copy_(torch.from_numpy(np.where(std < 1e-6, 1.0, std)).float())
         self.history["band_mean"] = [round(float(v), 6) for v in mean]
