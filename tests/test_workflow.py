@@ -179,6 +179,25 @@ def test_distinct_sigmas_train_twice(wf):
     assert "seed42_sigma0.6/model.pt" in out.stdout
 
 
+def test_only_packet_detectors_wait_for_the_packet_tensors(wf):
+    """A baseline job lists packets.npz of its source and targets among its inputs only when
+    its detector reads packets (Detector.inputs)."""
+    out = _snakemake(wf, "-n", "--cores", "2", "--config", "detectors=[packet_cfm,iforest]",
+                     "seeds=[42]")
+    assert out.returncode == 0, out.stdout + out.stderr
+    inputs = {}
+    for block in out.stdout.split("rule baseline:")[1:]:
+        lines = [line.strip() for line in block.splitlines()]
+        given = next(line for line in lines if line.startswith("input:"))
+        wildcards = next(line for line in lines if line.startswith("wildcards:"))
+        name = wildcards.split("baseline=")[1].split(",")[0]
+        inputs.setdefault(name, []).append(given)
+    assert len(inputs["packet_cfm"]) == len(inputs["iforest"]) == 4
+    for given in inputs["packet_cfm"]:
+        assert given.count("packets.npz") == 4  # the source is one of its four targets
+    assert not any("packets.npz" in given for given in inputs["iforest"])
+
+
 def _resolved_args(wf: Path, monkeypatch, *argv: str):
     """Snakemake's own resolution of the command line plus its profiles, run in ``wf``."""
     from snakemake.cli import parse_args
