@@ -250,6 +250,8 @@ class Detector(ABC):
         if unknown:
             raise JanusError(f"detector {self.name!r} has no hyper-parameters {sorted(unknown)}; "
                              f"known: {sorted(self.defaults)}")
+        if self.inputs not in INPUTS:  # a programming error of the subclass, not a user's
+            raise TypeError(f"{type(self).__name__}.inputs = {self.inputs!r}, not one of {INPUTS}")
         self.seed = int(seed)
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.scaler: FeatureScaler | None = None
