@@ -4,6 +4,9 @@ Every dataset becomes a row-aligned triple, indexed by ``flow_id = arange(N)``:
 
 * ``packets.npz`` -- ``packets`` float32 ``(N, T, 9)`` (first ``T`` packets of each flow,
   zero-padded) and ``lengths`` int32 ``(N,)`` (number of valid packet rows, ``1..T``).
+  Large datasets hold the same tensor in the sharded store ``packets/`` instead
+  (:data:`PACKETS_STORE_DIR`, :mod:`janus.datasets.store`); readers open either through
+  :func:`janus.datasets.store.open_packets`.
 * ``flows.parquet`` -- one row per flow, columns :data:`FLOW_COLUMNS`.
 * ``flow_features.parquet`` -- ``flow_id`` plus the 20 columns of :data:`FLOW_FEATURES`,
   computed from the packet tensor alone (so row alignment holds by construction).
@@ -130,6 +133,11 @@ UNKNOWN = "unknown"
 
 #: File names inside one extracted dataset folder.
 PACKETS_FILE = "packets.npz"
+#: The sharded packet store (large datasets; instead of PACKETS_FILE): a folder of
+#: ``shard-KKKKK.npy`` + ``lengths-KKKKK.npy`` files and STORE_MANIFEST_FILE, written last
+#: (see :mod:`janus.datasets.store`).
+PACKETS_STORE_DIR = "packets"
+STORE_MANIFEST_FILE = "manifest.json"
 FLOWS_FILE = "flows.parquet"
 FEATURES_FILE = "flow_features.parquet"
 LABELS_FILE = "labels.parquet"

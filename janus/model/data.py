@@ -30,14 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from janus.contract import (
-    BINARY,
-    CONTINUOUS,
-    FEATURES_FILE,
-    FLOW_FEATURES,
-    N_CHANNELS,
-    PACKETS_FILE,
-)
+from janus.contract import BINARY, CONTINUOUS, FEATURES_FILE, FLOW_FEATURES
+from janus.datasets.store import PacketStore, RowReader, feature_reader, open_packets
 from janus.errors import JanusError
 
 log = logging.getLogger(__name__)
@@ -66,57 +60,40 @@ def log1p_scaled(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- loading
 @dataclass
 class Dataset:
-    """One extracted dataset folder, row-aligned by ``flow_id = arange(N)``."""
+    """One extracted dataset folder, row-aligned by ``flow_id = arange(N)``, read lazily.
+
+    Each field is indexed like an array by rows (``ds.packets[rows, :t]``,
+    ``ds.lengths[rows]``, ``ds.features[rows]``) and reads only those rows from disk
+    (:mod:`janus.datasets.store`): memory follows the rows a step uses, not ``N``.
+    """
 
     path: Path
-    packets: np.ndarray  # float32 (N, T, 9)
-    lengths: np.ndarray  # int64 (N,), 1..T
-    features: np.ndarray  # float64 (N, 20), columns in FLOW_FEATURES order
+    packets: PacketStore  # float32 (N, T, 9), packets.npz or the sharded store
+    lengths: RowReader  # int64 (N,), 1..T
+    features: RowReader  # float64 (N, 20), columns in FLOW_FEATURES order
 
     @property
     def n_flows(self) -> int:
-        return int(self.lengths.shape[0])
+        return self.packets.n_flows
 
 
 def load_dataset(data_dir: str | Path) -> Dataset:
-    """Read ``packets.npz`` and ``flow_features.parquet`` of a dataset folder and check them."""
-    import pyarrow.parquet as pq
+    """Open the packet tensor and ``flow_features.parquet`` of a dataset folder.
 
+    Checks the layouts and that both hold the same ``N`` flows; lengths, finiteness and the
+    ``flow_id`` alignment are checked on every row read (a :class:`JanusError` names the
+    file and ``flow_id``).
+    """
     data_dir = Path(data_dir)
-    pk_path, ft_path = data_dir / PACKETS_FILE, data_dir / FEATURES_FILE
-    for p in (pk_path, ft_path):
-        if not p.is_file():
-            raise JanusError(f"{p}: not found; run 'janus extract' for {data_dir} first")
-    try:
-        with np.load(pk_path) as z:
-            packets = z["packets"]
-            lengths = z["lengths"].astype(np.int64)
-    except KeyError as exc:
-        raise JanusError(f"{pk_path}: missing array {exc}; expected 'packets' and 'lengths'") from exc
-    except (OSError, ValueError) as exc:
-        raise JanusError(f"{pk_path}: cannot read ({exc})") from exc
-    if packets.ndim != 3 or packets.shape[2] != N_CHANNELS or lengths.shape != packets.shape[:1]:
-        raise JanusError(f"{pk_path}: packets {packets.shape} / lengths {lengths.shape} are not "
-                         f"(N, T, {N_CHANNELS}) / (N,)")
-    n, t = packets.shape[:2]
-    bad = np.flatnonzero((lengths < 1) | (lengths > t))
-    if bad.size:
-        raise JanusError(f"{pk_path}: lengths[{bad[0]}] = {lengths[bad[0]]} is outside 1..{t}")
-    table = pq.read_table(ft_path)
-    missing = [c for c in ("flow_id", *FLOW_FEATURES) if c not in table.column_names]
-    if missing:
-        raise JanusError(f"{ft_path}: missing columns {missing}")
-    flow_id = table.column("flow_id").to_numpy()
-    if flow_id.shape[0] != n or not np.array_equal(flow_id, np.arange(n)):
-        raise JanusError(f"{ft_path}: flow_id is not arange({n}) (row-aligned with {pk_path})")
-    features = np.stack([table.column(c).to_numpy().astype(np.float64) for c in FLOW_FEATURES], 1)
-    for arr, name, cols in ((features, ft_path, FLOW_FEATURES), (packets, pk_path, None)):
-        finite = np.isfinite(arr)
-        if not finite.all():
-            row = int(np.argwhere(~finite)[0][0])
-            where = f"column {cols[int(np.argwhere(~finite[row])[0][0])]}" if cols else "packets"
-            raise JanusError(f"{name}: non-finite value at flow_id {row} ({where})")
-    return Dataset(path=data_dir, packets=packets, lengths=lengths, features=features)
+    ft_path = data_dir / FEATURES_FILE
+    store = open_packets(data_dir)
+    if not ft_path.is_file():
+        raise JanusError(f"{ft_path}: not found; run 'janus extract' for {data_dir} first")
+    features = feature_reader(ft_path, list(FLOW_FEATURES))
+    if len(features) != store.n_flows:
+        raise JanusError(f"{ft_path}: {len(features)} rows but {store.path} holds "
+                         f"{store.n_flows} flows; flow_id is not arange({store.n_flows})")
+    return Dataset(path=data_dir, packets=store, lengths=store.length_reader, features=features)
 
 
 # --------------------------------------------------------------------------- transform
@@ -138,7 +115,7 @@ class FeatureStats:
         t = min(max_packets, ds.packets.shape[1])
         lengths = np.minimum(ds.lengths[flow_ids], t)
         valid = np.arange(t)[None, :] < lengths[:, None]
-        p = log1p_scaled(ds.packets[flow_ids, :t][..., list(CONTINUOUS)][valid], PACKET_SCALE)
+        p = log1p_scaled(ds.packets.packets(flow_ids, t)[..., list(CONTINUOUS)][valid], PACKET_SCALE)
         return cls(flow_mean=f.mean(0), flow_std=_safe_std(f.std(0)),
                    packet_mean=p.mean(0), packet_std=_safe_std(p.std(0)))
 
@@ -161,7 +138,7 @@ class FeatureStats:
         """Transformed, standardised model inputs of ``flow_ids`` (first ``max_packets`` packets)."""
         flow_ids = np.asarray(flow_ids, dtype=np.int64)
         t = min(max_packets, ds.packets.shape[1])
-        raw = ds.packets[flow_ids, :t]  # (n, t, 9)
+        raw = ds.packets.packets(flow_ids, t)  # (n, t, 9)
         lengths = np.minimum(ds.lengths[flow_ids], t)
         valid = np.arange(t)[None, :] < lengths[:, None]  # (n, t)
         cont = (log1p_scaled(raw[..., list(CONTINUOUS)], PACKET_SCALE) - self.packet_mean) / self.packet_std

@@ -82,7 +82,7 @@ def test_feature_stats_standardise_the_training_flows(tmp_path: Path) -> None:
     valid = np.arange(T)[None, :] < prep.lengths[:, None]
     np.testing.assert_allclose(prep.cont[valid].mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(prep.cont[valid].std(0)[:2], 1, atol=1e-4)  # size, iat (win may be flat)
-    varying = ds.features.std(0) > 0
+    varying = ds.features[:].std(0) > 0
     np.testing.assert_allclose(prep.flow.mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(prep.flow.std(0)[varying], 1, atol=1e-4)
     assert np.all(prep.cont[~valid] == 0) and np.all(prep.disc[~valid] == 0)
