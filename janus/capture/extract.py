@@ -6,7 +6,8 @@ assembles bidirectional flows (:mod:`janus.capture.flows`) and writes, each atom
 
 * ``packets.npz`` -- ``packets`` float32 ``(N, T, 9)`` and ``lengths`` int32 ``(N,)``
   (streamed into the file in padded blocks from the compact kept rows: the whole padded
-  tensor is never held in memory);
+  tensor is never held in memory); or, for large datasets (``--store``), the same tensor as
+  the sharded store ``packets/`` (:mod:`janus.datasets.store`), written shard by shard;
 * ``flows.parquet`` -- :data:`janus.contract.FLOW_COLUMNS`, one row per flow;
 * ``flow_features.parquet`` -- ``flow_id`` + the 20 features (:mod:`janus.capture.features`);
 * ``extract_stats.json`` -- written last: packets read per file, packets skipped by reason
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -44,7 +46,15 @@ from janus.contract import (
     FLOWS_FILE,
     N_CHANNELS,
     PACKETS_FILE,
+    PACKETS_STORE_DIR,
     STATS_FILE,
+)
+from janus.datasets.store import (
+    DEFAULT_SHARD_ROWS,
+    DEFAULT_STORE_MIN_FLOWS,
+    STORES,
+    ShardWriter,
+    choose_store,
 )
 from janus.errors import ConfigError, JanusError
 
@@ -196,11 +206,19 @@ def extract(
     chunk_bytes: int = DEFAULT_CHUNK_MB << 20,
     labels: Sequence[str | os.PathLike] | None = None,
     strict: bool = False,
+    store: str = "auto",
+    store_min_flows: int = DEFAULT_STORE_MIN_FLOWS,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
 ) -> dict:
     """Extract ``paths`` (one continuous stream, in order) into ``out_dir``.
 
     ``strict``: stop at the first damaged record or block of a capture instead of skipping
     to the next valid one (:func:`janus.capture.pcap.iter_capture`).
+
+    ``store``: the packet tensor's layout, ``"npz"`` (``packets.npz``), ``"sharded"``
+    (``packets/``, shards of ``shard_rows`` flows, :mod:`janus.datasets.store`) or
+    ``"auto"``: sharded from ``store_min_flows`` flows on. The other layout, left by an
+    earlier run, is removed.
 
     Returns the summary written to ``extract_stats.json``. Raises :class:`JanusError` for a
     missing or unreadable capture (:class:`janus.errors.CaptureError` from the reader names
@@ -215,6 +233,9 @@ def extract(
     for p in paths:
         if not Path(p).is_file():
             raise JanusError(f"{p}: capture file not found")
+    choose_store(store, 0)  # checks the name before any work
+    if shard_rows < 1:
+        raise ConfigError(f"--shard-flows must be at least 1, got {shard_rows}")
     if chunk_bytes < 1 << 16:
         raise ConfigError(f"chunk size must be at least 64 KiB, got {chunk_bytes} bytes")
     out_dir = Path(out_dir)
@@ -266,7 +287,8 @@ def extract(
 
     features = compact_flow_features(res.rows, res.row_start, res.lengths)
     lap("features")
-    _write_outputs(out_dir, res, features, paths)
+    kind = choose_store(store, len(res), store_min_flows)
+    _write_outputs(out_dir, res, features, paths, kind, shard_rows)
     lap("write")
     wall = time.perf_counter() - t0
 
@@ -293,6 +315,8 @@ def extract(
             "active_timeout_s": active_timeout,
             "chunk_bytes": chunk_bytes,
             "strict": strict,
+            "store": kind,
+            "shard_flows": shard_rows if kind == "sharded" else None,
         },
         "wall_time_s": round(wall, 3),
         "phase_time_s": {k: round(v, 3) for k, v in phase.items()},
@@ -327,13 +351,20 @@ def _rate(packets: int, seconds: float) -> float | None:
     return round(packets / seconds, 1) if seconds > 0 else None
 
 
-def _write_outputs(out_dir: Path, res: FlowResult, features: np.ndarray, paths: Sequence[str]) -> None:
+def _write_outputs(out_dir: Path, res: FlowResult, features: np.ndarray, paths: Sequence[str],
+                   kind: str = "npz", shard_rows: int = DEFAULT_SHARD_ROWS) -> None:
     from janus.io import write_npz, write_parquet
 
     # The stats file, written last, marks a complete triple: drop a previous run's first so
     # that a run interrupted between two writes never looks complete.
     (out_dir / STATS_FILE).unlink(missing_ok=True)
-    write_npz(out_dir / PACKETS_FILE, packets=_padded_stream(res), lengths=res.lengths)
+    if kind == "sharded":
+        (out_dir / PACKETS_FILE).unlink(missing_ok=True)
+        _write_shards(out_dir / PACKETS_STORE_DIR, res, shard_rows)
+    else:
+        if (out_dir / PACKETS_STORE_DIR).is_dir():
+            shutil.rmtree(out_dir / PACKETS_STORE_DIR)
+        write_npz(out_dir / PACKETS_FILE, packets=_padded_stream(res), lengths=res.lengths)
     # Dictionary encoding only where values repeat (text columns): for the number columns it
     # took ~3/4 of the write time and the files come out smaller without it (measured on the
     # benchmark's 2 GB capture: 0.21 s -> 0.09 s for both tables).
@@ -341,6 +372,18 @@ def _write_outputs(out_dir: Path, res: FlowResult, features: np.ndarray, paths: 
     text = [f.name for f in flows.schema if str(f.type) == "string"]
     write_parquet(out_dir / FLOWS_FILE, flows, use_dictionary=text)
     write_parquet(out_dir / FEATURES_FILE, features_table(features), use_dictionary=False)
+
+
+def _write_shards(folder: Path, res: FlowResult, shard_rows: int) -> None:
+    """The padded tensor of ``res`` into the sharded store ``folder``, one shard at a time
+    (the writer's memory: the compact rows plus one float32 shard)."""
+    n = len(res)
+    buf = np.empty((min(max(n, 1), shard_rows), res.max_packets, N_CHANNELS), np.float32)
+    with ShardWriter(folder, res.max_packets, shard_rows) as writer:
+        for lo in range(0, n, shard_rows):
+            hi = min(n, lo + shard_rows)
+            writer.append(res.padded_block(lo, hi, out=buf), res.lengths[lo:hi])
+        writer.close()
 
 
 def _padded_stream(res: FlowResult):
@@ -388,6 +431,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop with an error at the first damaged record or block of a capture "
                         "(default: warn, skip to the next valid record and count the skipped bytes "
                         f"in {STATS_FILE})")
+    parser.add_argument("--store", choices=STORES, default="auto",
+                        help=f"packet tensor layout: npz ({PACKETS_FILE}), sharded ({PACKETS_STORE_DIR}/, "
+                        "memory-mapped shards) or auto: sharded from --store-min-flows flows on "
+                        "(default %(default)s)")
+    parser.add_argument("--store-min-flows", type=int, default=DEFAULT_STORE_MIN_FLOWS, metavar="N",
+                        help="flows from which --store auto writes the sharded store "
+                        "(default %(default)s)")
+    parser.add_argument("--shard-flows", type=int, default=DEFAULT_SHARD_ROWS, metavar="N",
+                        help="flows per shard of the sharded store (default %(default)s)")
     parser.add_argument("--labels", nargs="+", type=Path, default=None, metavar="CSV",
                         help="CIC flow CSVs to label the flows with (runs 'janus labels' afterwards); "
                         "put this option after the captures")
@@ -415,7 +467,8 @@ def run(args: argparse.Namespace) -> int:
     extract(
         captures, args.out, max_packets=args.max_packets, idle_timeout=args.idle_timeout,
         active_timeout=args.active_timeout, chunk_bytes=int(args.chunk_mb * (1 << 20)), labels=args.labels,
-        strict=args.strict,
+        strict=args.strict, store=args.store, store_min_flows=args.store_min_flows,
+        shard_rows=args.shard_flows,
     )
     return 0
 

@@ -29,12 +29,12 @@ from janus.contract import (
     N_CHANNELS,
     N_FLOW_FEATURES,
     PACKETS_FILE,
+    PACKETS_STORE_DIR,
     PSH,
     RST,
     SIZE,
     SYN,
 )
-from janus.errors import JanusError
 
 # Kernel output columns, in the order the kernel writes them (mapped to FLOW_FEATURES below).
 _KERNEL_COLUMNS = (
@@ -220,11 +220,12 @@ def arrow_column(values: np.ndarray, dtype: str):
     return pa.Array.from_buffers(pa.type_for_alias(dtype), values.shape[0], [None, pa.py_buffer(values)])
 
 
-def features_table(features: np.ndarray):
-    """``(N, 20)`` features -> a pyarrow Table with ``flow_id`` (int64) + 20 float32 columns."""
+def features_table(features: np.ndarray, first_id: int = 0):
+    """``(N, 20)`` features of flows ``first_id ..`` -> a pyarrow Table with ``flow_id``
+    (int64) + 20 float32 columns."""
     import pyarrow as pa
 
-    cols = {"flow_id": arrow_column(np.arange(features.shape[0]), "int64")}
+    cols = {"flow_id": arrow_column(np.arange(first_id, first_id + features.shape[0]), "int64")}
     for j, name in enumerate(FLOW_FEATURES):
         cols[name] = arrow_column(features[:, j], "float32")
     return pa.table(cols)
@@ -235,25 +236,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="janus features",
         description=f"Recompute DIR/{FEATURES_FILE} (flow_id + the 20 flow features) from "
-        f"DIR/{PACKETS_FILE}.",
+        f"DIR/{PACKETS_FILE} (or the sharded store DIR/{PACKETS_STORE_DIR}/).",
     )
     parser.add_argument("dataset_dir", metavar="DIR", type=Path,
-                        help=f"an extracted dataset folder holding {PACKETS_FILE}")
+                        help=f"an extracted dataset folder holding {PACKETS_FILE} or {PACKETS_STORE_DIR}/")
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    from janus.io import write_parquet
+def recompute_features(dataset_dir: Path) -> int:
+    """Rewrite ``DIR/flow_features.parquet`` from the packet tensor (``packets.npz`` or the
+    sharded store), one chunk of flows at a time: memory is one chunk, not the dataset.
+    Returns the number of flows."""
+    import pyarrow.parquet as pq
 
-    src = args.dataset_dir / PACKETS_FILE
-    if not src.is_file():
-        raise JanusError(f"{src}: not found; run 'janus extract' for this dataset first")
-    try:
-        with np.load(src) as npz:
-            packets, lengths = npz["packets"], npz["lengths"]
-    except (KeyError, ValueError, OSError) as exc:
-        raise JanusError(f"{src}: not a packets file with 'packets' and 'lengths' ({exc})") from exc
-    write_parquet(args.dataset_dir / FEATURES_FILE, features_table(compute_flow_features(packets, lengths)))
+    from janus.datasets.store import open_packets
+    from janus.io import atomic_path
+
+    store = open_packets(dataset_dir)
+    with atomic_path(dataset_dir / FEATURES_FILE) as tmp:
+        writer = None
+        try:
+            for rows, packets, lengths in store.chunks():
+                table = features_table(compute_flow_features(packets, lengths), first_id=int(rows[0]))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema, use_dictionary=False)
+                writer.write_table(table)
+            if writer is None:  # no flows: an empty table with the schema
+                pq.write_table(features_table(np.zeros((0, N_FLOW_FEATURES))), tmp, use_dictionary=False)
+        finally:
+            if writer is not None:
+                writer.close()
+    return store.n_flows
+
+
+def run(args: argparse.Namespace) -> int:
+    recompute_features(args.dataset_dir)
     return 0
 
 

@@ -75,31 +75,23 @@ def make_detector(name: str, seed: int = 0, **params) -> Detector:
     return DETECTORS[name](seed=seed, **params)
 
 
-def read_flow_features(data_dir: str | Path) -> np.ndarray:
-    """``DIR/flow_features.parquet`` -> float64 ``(N, 20)`` in FLOW_FEATURES order, row = flow_id."""
-    import pyarrow.parquet as pq
+def read_flow_features(data_dir: str | Path, rows: np.ndarray | None = None) -> np.ndarray:
+    """float64 ``(k, 20)`` flow features of ``rows`` (all flows when None) of
+    ``DIR/flow_features.parquet``, in FLOW_FEATURES order; only those rows are read."""
+    from janus.datasets.store import read_feature_rows
 
-    path = _features_file(data_dir)
-    table = pq.read_table(path)
-    missing = [c for c in ("flow_id", *FLOW_FEATURES) if c not in table.column_names]
-    if missing:
-        raise JanusError(f"{path}: missing columns {missing}")
-    flow_id = table.column("flow_id").to_numpy()
-    if not np.array_equal(flow_id, np.arange(len(flow_id))):
-        raise JanusError(f"{path}: flow_id is not arange({len(flow_id)})")
-    x = np.stack([table.column(c).to_numpy().astype(np.float64) for c in FLOW_FEATURES], 1)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise JanusError(f"{path}: non-finite {FLOW_FEATURES[col]} at flow_id {row}")
-    return x
+    return read_feature_rows(_features_file(data_dir), list(FLOW_FEATURES), rows)[0]
 
 
 def read_flow_data(data_dir: str | Path, packets: bool) -> FlowData:
-    """Every flow of ``DIR``: the features, and with ``packets`` the packet tensor as well
-    (read by :func:`janus.model.data.load_dataset`, which checks the two agree row by row)."""
+    """Every flow of ``DIR``, read lazily: the features, and with ``packets`` the packet
+    tensor as well (opened by :func:`janus.model.data.load_dataset`, which checks the two hold
+    the same flows). The fields are row readers (:mod:`janus.datasets.store`):
+    :meth:`FlowData.take` reads only the rows it is given."""
     if not packets:
-        return FlowData(read_flow_features(data_dir))
+        from janus.datasets.store import feature_reader
+
+        return FlowData(feature_reader(_features_file(data_dir), list(FLOW_FEATURES)))
     from janus.model.data import load_dataset
 
     ds = load_dataset(data_dir)
@@ -233,6 +225,7 @@ def score_dataset(det: Detector, x: FlowData | np.ndarray, out: Path,
         x = _take(x, ids, f"'val'/'test' of {splits}")
     else:
         ids = np.arange(len(x), dtype=np.int64)
+        x = x.take(ids)
     start = time.perf_counter()
     scores = det.score(x)
     log.info("scored %d flows with %s in %.2f s", len(ids), det.name, time.perf_counter() - start)

@@ -294,7 +294,7 @@ def download_name(wildcards):
 
 
 def data_dir(wildcards, input):
-    return str(Path(input.packets).parent)
+    return str(Path(input.stats).parent)
 
 
 def out_dir(wildcards, output):
@@ -311,6 +311,7 @@ def optional_flags(section, names):
     )
 
 
+STORE_FLAGS = optional_flags("extract", ["store", "store_min_flows", "shard_flows"])
 SPLIT_FLAGS = optional_flags(
     "splits", ["n_train", "n_val", "n_test_benign", "n_test_attack"]
 )
@@ -370,8 +371,8 @@ def target_dirs(wildcards):
     return _of_targets(wildcards, "data/{target}")
 
 
-def target_packets(wildcards):
-    return _of_targets(wildcards, "data/{target}/packets.npz")
+def target_stats(wildcards):
+    return _of_targets(wildcards, "data/{target}/extract_stats.json")
 
 
 def target_features(wildcards):

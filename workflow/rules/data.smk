@@ -48,8 +48,10 @@ rule download:
 rule extract:
     input:
         captures,
+    # The packet tensor (packets.npz, or the sharded store packets/ for a large dataset) is
+    # not an output: its name depends on the flow count. extract_stats.json, written last,
+    # stands for the whole triple.
     output:
-        packets="data/{dataset}/packets.npz",
         flows="data/{dataset}/flows.parquet",
         features="data/{dataset}/flow_features.parquet",
         stats="data/{dataset}/extract_stats.json",
@@ -67,17 +69,18 @@ rule extract:
         max_packets=config["extract"]["max_packets"],
         idle=config["extract"]["idle_timeout"],
         active=config["extract"]["active_timeout"],
+        store=STORE_FLAGS,
         janus=JANUS,
     shell:
         "python -m janus.extract {params.captures} --out {params.out}"
         " --max-packets {params.max_packets} --idle-timeout {params.idle}"
-        " --active-timeout {params.active} > {log} 2>&1"
+        " --active-timeout {params.active} {params.store} > {log} 2>&1"
 
 
 rule labels:
     input:
         flows="data/{dataset}/flows.parquet",
-        packets="data/{dataset}/packets.npz",
+        stats="data/{dataset}/extract_stats.json",
         extra=label_inputs,
     output:
         labels="data/{dataset}/labels.parquet",
@@ -99,7 +102,7 @@ rule labels:
 
 rule splits:
     input:
-        packets="data/{dataset}/packets.npz",
+        stats="data/{dataset}/extract_stats.json",
         labels="data/{dataset}/labels.parquet",
     output:
         splits="data/{dataset}/splits/seed{seed}.npz",

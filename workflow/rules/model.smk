@@ -4,7 +4,7 @@
 
 rule train:
     input:
-        packets="data/{dataset}/packets.npz",
+        stats="data/{dataset}/extract_stats.json",
         features="data/{dataset}/flow_features.parquet",
         splits="data/{dataset}/splits/seed{seed}.npz",
     output:
@@ -49,7 +49,7 @@ rule train:
 rule score:
     input:
         models=janus_models,
-        packets=target_packets,
+        stats=target_stats,
         features=target_features,
         splits=target_splits,
     output:
