@@ -82,27 +82,32 @@ def compact_dtype(size_dtype: str) -> np.dtype:
     return np.dtype([("size", size_dtype), ("iat", "<f4"), ("win", "<u2"), ("flags", "u1")])
 
 
+def _exact(x: np.ndarray, dtype: str) -> np.ndarray | None:
+    """``x`` (float32) as ``dtype`` when casting back gives the same bits (so fractions,
+    -0.0, NaN and out-of-range values fail), else None."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        y = x.astype(dtype)
+    return y if np.array_equal(y.astype(np.float32).view(np.uint32), x.view(np.uint32)) else None
+
+
 def encode_shard(packets: np.ndarray) -> np.ndarray:
     """float32 ``(n, T, 9)`` -> the compact ``(n, T)`` records, or ``packets`` itself when
     the compact form would not give back every value bit for bit."""
-    size, win = packets[..., SIZE], packets[..., WIN]
-    bits = packets[..., list(BINARY)]
-    fits = (np.array_equal(size, np.floor(size)) and np.array_equal(win, np.floor(win))
-            and size.min(initial=0) >= 0 and win.min(initial=0) >= 0 and win.max(initial=0) <= 0xFFFF
-            and size.max(initial=0) < 2**32 and bool(np.isin(bits, (0.0, 1.0)).all()))
-    if not fits:
-        return packets
-    rec = np.empty(packets.shape[:2], compact_dtype("<u2" if size.max(initial=0) <= 0xFFFF else "<u4"))
-    rec["size"] = size
-    rec["iat"] = packets[..., IAT]
-    rec["win"] = win
+    packets = np.ascontiguousarray(packets, np.float32)
+    size = _exact(packets[..., SIZE], "<u2")
+    if size is None:
+        size = _exact(packets[..., SIZE], "<u4")
+    win = _exact(packets[..., WIN], "<u2")
     flags = np.zeros(packets.shape[:2], np.uint8)
-    for k in range(len(BINARY)):
-        flags |= bits[..., k].astype(np.uint8) << k
-    rec["flags"] = flags
-    # The check above covers the integer channels; the decode proves it (e.g. -0.0 sizes).
-    if not np.array_equal(decode(rec).view(np.uint32), packets.view(np.uint32)):
+    for k, ch in enumerate(BINARY):
+        bit = _exact(packets[..., ch], "u1")
+        if bit is None or bit.max(initial=0) > 1:
+            return packets
+        flags |= bit << k
+    if size is None or win is None:
         return packets
+    rec = np.empty(packets.shape[:2], compact_dtype(size.dtype.str))
+    rec["size"], rec["iat"], rec["win"], rec["flags"] = size, packets[..., IAT], win, flags
     return rec
 
 
