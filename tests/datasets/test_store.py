@@ -135,11 +135,22 @@ def test_encoding_is_chosen_per_shard_and_exact(tmp_path):
     np.testing.assert_array_equal(bits(store.open_packets(tmp_path).packets()), bits(p))
 
 
-def test_float32_encoding_on_request_and_negative_zero(tmp_path):
-    p, lengths = extracted_like(8)
-    p[2, 0, SIZE] = -0.0  # compact would give +0.0 back: not bit-exact, so float32
+@pytest.mark.parametrize("channel, value", [
+    (SIZE, -0.0),  # compact would give +0.0 back: not bit-exact
+    (SIZE, -1.0), (SIZE, 2.0**32), (SIZE, np.nan),
+    (WIN, 65536.0), (WIN, 0.5),
+    (BINARY[0], 2.0), (BINARY[-1], 0.5), (BINARY[3], -0.0),
+])
+def test_values_compact_cannot_hold_stay_float32(channel, value):
+    p, _ = extracted_like(8)
+    assert store.encode_shard(p).dtype.names is not None
+    p[2, 0, channel] = value
     assert store.encode_shard(p) is p
-    m = store.write_store(tmp_path / PACKETS_STORE_DIR, np.abs(p), lengths, encoding="float32")
+
+
+def test_float32_encoding_on_request(tmp_path):
+    p, lengths = extracted_like(8)
+    m = store.write_store(tmp_path / PACKETS_STORE_DIR, p, lengths, encoding="float32")
     assert m["shards"][0]["encoding"] == "float32"
 
 
@@ -294,36 +305,48 @@ def test_choose_store():
 
 
 # --------------------------------------------------------------------------- the readers
-def _dataset_pair(tmp_path):
-    """The same dataset (fractional sizes, so its shards are float32) in both layouts."""
+def _dataset_pair(tmp_path, compact: bool = False):
+    """The same dataset in both layouts (fractional sizes: float32 shards, unless ``compact``)."""
     from tests.flowdata import benign_packets, write_dataset
 
     p, lengths = benign_packets(40, T, np.random.default_rng(5))
+    if compact:
+        p = np.round(p)
+        p[..., IAT] = np.random.default_rng(6).random((40, T)) * (p[..., SIZE] > 0)
     a = write_dataset(tmp_path / "a", p, lengths, labels=np.zeros(40, np.int8))
     b = write_dataset(tmp_path / "b", p, lengths, labels=np.zeros(40, np.int8))
     (b / PACKETS_FILE).unlink()
-    store.write_store(b / PACKETS_STORE_DIR, p, lengths, shard_rows=9)
-    return a, b
+    m = store.write_store(b / PACKETS_STORE_DIR, p, lengths, shard_rows=9)
+    assert {s["encoding"] for s in m["shards"]} == {"compact" if compact else "float32"}
+    return a, b, p, lengths
 
 
-def test_model_inputs_are_the_same_from_both_layouts(tmp_path):
+@pytest.mark.parametrize("compact", [False, True])
+def test_model_inputs_are_the_same_from_both_layouts(tmp_path, compact):
+    from janus.contract import DIRECTION
     from janus.model.data import FeatureStats, load_dataset
 
-    a, b = _dataset_pair(tmp_path)
+    a, b, p, lengths = _dataset_pair(tmp_path, compact)
     da, db = load_dataset(a), load_dataset(b)
     assert db.packets.kind == "sharded" and da.packets.kind == "npz"
-    ids = np.array([0, 8, 9, 17, 18, 39])
+    ids = np.array([39, 8, 9, 0, 18, 17])  # unsorted, across shard boundaries
     sa, sb = FeatureStats.fit(da, ids, T), FeatureStats.fit(db, ids, T)
     np.testing.assert_array_equal(sa.packet_mean, sb.packet_mean)
     pa_, pb_ = sa.prepare(da, ids, T - 1), sb.prepare(db, ids, T - 1)
     for field in ("flow", "cont", "disc", "lengths"):
         np.testing.assert_array_equal(getattr(pa_, field), getattr(pb_, field))
+    # ... and they are the rows asked for, in the order asked for.
+    np.testing.assert_array_equal(pb_.flow_id, ids)
+    np.testing.assert_array_equal(pb_.lengths, np.minimum(lengths[ids], T - 1))
+    valid = np.arange(T - 1)[None, :] < pb_.lengths[:, None]
+    np.testing.assert_array_equal(pb_.disc[..., 0][valid], p[ids, :T - 1, DIRECTION][valid])
+    np.testing.assert_array_equal(db.features[ids], da.features[:][ids])
 
 
 def test_features_step_recomputes_from_the_shards(tmp_path, capsys):
     from janus.capture.features import main
 
-    a, b = _dataset_pair(tmp_path)
+    a, b, _, _ = _dataset_pair(tmp_path, compact=True)
     assert main([str(a)]) == 0 and main([str(b)]) == 0
     ta, tb = pq.read_table(a / FEATURES_FILE), pq.read_table(b / FEATURES_FILE)
     assert ta.equals(tb) and ta.num_rows == 40
@@ -337,7 +360,7 @@ def test_features_step_recomputes_from_the_shards(tmp_path, capsys):
 def test_baseline_features_read_only_their_rows(tmp_path):
     from janus.detectors import read_flow_features
 
-    a, _ = _dataset_pair(tmp_path)
+    a, _, _, _ = _dataset_pair(tmp_path)
     full = read_flow_features(a)
     np.testing.assert_array_equal(read_flow_features(a, np.array([30, 2])), full[[30, 2]])
 
