@@ -66,7 +66,8 @@ _WRAP = (
 def measure(*cmd: str) -> dict:
     """Wall seconds and peak RSS (MiB) of ``cmd`` run as a fresh child process."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", _WRAP, *cmd], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", _WRAP, *cmd], env=env, capture_output=True, text=True,
+                         check=False)
     if out.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -79,8 +80,19 @@ def make_dataset(folder: Path, n: int, T: int, store: str, seed: int = 0, chunk:
     import pyarrow.parquet as pq
 
     from janus.capture.features import compute_flow_features, features_table
-    from janus.contract import (BINARY, FEATURES_FILE, FLOW_COLUMNS, FLOWS_FILE, IAT, N_CHANNELS,
-                                PACKETS_FILE, PACKETS_STORE_DIR, SIZE, STATS_FILE, WIN)
+    from janus.contract import (
+        BINARY,
+        FEATURES_FILE,
+        FLOW_COLUMNS,
+        FLOWS_FILE,
+        IAT,
+        N_CHANNELS,
+        PACKETS_FILE,
+        PACKETS_STORE_DIR,
+        SIZE,
+        STATS_FILE,
+        WIN,
+    )
     from janus.datasets.store import ShardWriter
     from janus.io import ArrayStream, write_json, write_npz
 

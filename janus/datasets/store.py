@@ -463,7 +463,7 @@ class ShardWriter:
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def __enter__(self) -> ShardWriter:
+    def __enter__(self) -> ShardWriter:  # noqa: PYI034 - not subclassed
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -28,7 +28,7 @@ from janus.contract import (
 )
 from janus.datasets import store
 from janus.errors import JanusError
-from janus.io import write_npz, write_parquet
+from janus.io import write_npz
 
 T = 6
 
@@ -64,7 +64,7 @@ def both(tmp_path):
 
 
 def test_manifest_describes_the_shards(both):
-    _, b, p, lengths, m = both
+    _, b, _, _, m = both
     assert [s["rows"] for s in m["shards"]] == [7, 7, 7, 1]
     assert m["n_flows"] == 22 and m["T"] == T and m["shard_rows"] == 7
     assert json.loads((b / PACKETS_STORE_DIR / STORE_MANIFEST_FILE).read_text()) == m
@@ -157,10 +157,10 @@ def test_float32_encoding_on_request(tmp_path):
 def test_an_exception_mid_write_leaves_no_store_and_keeps_the_old_one(tmp_path):
     p, lengths = extracted_like(22)
     store.write_store(tmp_path / PACKETS_STORE_DIR, p, lengths, shard_rows=7)
-    with pytest.raises(RuntimeError):
-        with store.ShardWriter(tmp_path / PACKETS_STORE_DIR, T, shard_rows=4) as w:
-            w.append(p[::-1].copy()[:9], lengths[:9])  # two shards on disk already
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError), store.ShardWriter(tmp_path / PACKETS_STORE_DIR, T,
+                                                        shard_rows=4) as w:
+        w.append(p[::-1].copy()[:9], lengths[:9])  # two shards on disk already
+        raise RuntimeError("disk full")
     assert sorted(x.name for x in tmp_path.iterdir()) == [PACKETS_STORE_DIR]
     np.testing.assert_array_equal(bits(store.open_packets(tmp_path).packets()), bits(p))
 
@@ -178,7 +178,7 @@ def test_a_killed_writer_is_never_read_as_whole(tmp_path):
         "os._exit(9)  # killed between shards: no cleanup runs\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 9
+    assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 9
     leftovers = list((tmp_path / "ds").iterdir())
     assert len(leftovers) == 1 and leftovers[0].name.startswith(f".{PACKETS_STORE_DIR}.")
     assert len(list(leftovers[0].glob("shard-*.npy"))) == 2
@@ -255,7 +255,7 @@ def test_npz_problems_are_one_line(tmp_path):
 
 
 def test_bad_rows_and_values_name_the_flow(both):
-    a, b, p, lengths, m = both
+    a, b, p, lengths, _ = both
     for folder in (a, b):
         with pytest.raises(JanusError, match="flow id 22 is outside 0..21"):
             store.open_packets(folder).packets(np.array([0, 22]))
