@@ -90,8 +90,8 @@ rule labels:
         "../envs/janus.yaml"
     threads: 1
     resources:
-        mem_mb=res("light", "mem_mb"),
-        runtime=res("light", "runtime"),
+        mem_mb=res("labels", "mem_mb"),
+        runtime=res("labels", "runtime"),
     params:
         data=data_dir,
         rule=label_args,
