@@ -348,13 +348,16 @@ def test_model_inputs_are_the_same_from_both_layouts(tmp_path, compact):
     np.testing.assert_array_equal(db.features[ids], da.features[:][ids])
 
 
-def test_features_step_recomputes_from_the_shards(tmp_path, capsys):
-    from janus.capture.features import main
+def test_features_step_recomputes_from_the_shards(tmp_path, capsys, monkeypatch):
+    from janus.capture.features import compute_flow_features, features_table, main
 
-    a, b, _, _ = _dataset_pair(tmp_path, compact=True)
+    a, b, p, lengths = _dataset_pair(tmp_path, compact=True)
+    monkeypatch.setattr(store, "DEFAULT_SHARD_ROWS", 16)  # chunks of 16, shards of 9
     assert main([str(a)]) == 0 and main([str(b)]) == 0
     ta, tb = pq.read_table(a / FEATURES_FILE), pq.read_table(b / FEATURES_FILE)
     assert ta.equals(tb) and ta.num_rows == 40
+    assert pq.ParquetFile(b / FEATURES_FILE).num_row_groups == 3  # written chunk by chunk
+    assert tb.equals(features_table(compute_flow_features(p, lengths)))
     shard = b / PACKETS_STORE_DIR / "shard-00001.npy"
     shard.write_bytes(shard.read_bytes()[:-1])
     assert main([str(b)]) == 2
@@ -383,9 +386,11 @@ def test_extract_writes_the_sharded_store_and_replaces_the_other(tmp_path):
     cap = tmp_path / "c.pcap"
     write_pcap(cap, [t for t, _ in frames], [f for _, f in frames])
     extract([cap], tmp_path / "n", store="npz")
+    extract([cap], tmp_path / "s", store="auto", store_min_flows=12)
+    assert (tmp_path / "s" / PACKETS_FILE).is_file()  # 11 flows: under the threshold
     s1 = extract([cap], tmp_path / "s", store="auto", store_min_flows=11, shard_rows=4)
-    assert s1["parameters"]["store"] == "sharded"
-    assert not (tmp_path / "s" / PACKETS_FILE).exists()
+    assert s1["parameters"]["store"] == "sharded" and s1["parameters"]["shard_flows"] == 4
+    assert not (tmp_path / "s" / PACKETS_FILE).exists()  # the earlier run's npz is gone
     n, s = store.open_packets(tmp_path / "n"), store.open_packets(tmp_path / "s")
     assert s.kind == "sharded" and n.n_flows == s.n_flows == 11
     np.testing.assert_array_equal(bits(n.packets()), bits(s.packets()))
