@@ -214,6 +214,17 @@ def test_truncated_missing_and_foreign_shards_name_the_file(both):
     with pytest.raises(JanusError) as exc:
         store.open_packets(b)
     assert "not a .npy array" in _one_line(exc, str(shard))
+    # Another array under the shard's name (the manifest's size fixed to match): its header
+    # does not describe the shard.
+    mpath = folder / STORE_MANIFEST_FILE
+    for other in (np.zeros((7, T, N_CHANNELS), np.float32), np.zeros((8, T), store.compact_dtype("<u2")),
+                  np.zeros(7 * T * 9, np.uint8)):
+        np.save(shard, other)
+        m["shards"][1]["packets_bytes"] = shard.stat().st_size
+        mpath.write_text(json.dumps(m))
+        with pytest.raises(JanusError) as exc:
+            store.open_packets(b)
+        assert "does not match the manifest" in _one_line(exc, str(shard))
     shard.unlink()
     with pytest.raises(JanusError) as exc:
         store.open_packets(b)
