@@ -180,7 +180,8 @@ def test_distinct_sigmas_train_twice(wf):
 
 
 def test_only_packet_detectors_wait_for_the_packet_tensors(wf):
-    """A baseline job lists packets.npz of its source and targets among its inputs only when
+    """A baseline job lists the packet tensors of its source and targets (their
+    extract_stats.json, which stands for packets.npz or packets/) among its inputs only when
     its detector reads packets (Detector.inputs)."""
     out = _snakemake(wf, "-n", "--cores", "2", "--config", "detectors=[packet_cfm,iforest]",
                      "seeds=[42]")
@@ -194,8 +195,8 @@ def test_only_packet_detectors_wait_for_the_packet_tensors(wf):
         inputs.setdefault(name, []).append(given)
     assert len(inputs["packet_cfm"]) == len(inputs["iforest"]) == 4
     for given in inputs["packet_cfm"]:
-        assert given.count("packets.npz") == 4  # the source is one of its four targets
-    assert not any("packets.npz" in given for given in inputs["iforest"])
+        assert given.count("extract_stats.json") == 4  # the source is one of its four targets
+    assert not any("extract_stats.json" in given for given in inputs["iforest"])
 
 
 def _resolved_args(wf: Path, monkeypatch, *argv: str):

@@ -412,11 +412,14 @@ def janus_models(wildcards):
 
 
 def baseline_packets(wildcards):
-    """The packet tensors of the source and every target, for a baseline that reads packets
+    """The packet tensors of the source and every target (their extract_stats.json, which
+    stands for packets.npz or packets/), for a baseline that reads packets
     (Detector.inputs); none for one on the flow features alone."""
     if BASELINE_CLASSES[wildcards.baseline].inputs == "features":
         return []
-    return sorted({f"data/{wildcards.source}/packets.npz", *target_packets(wildcards)})
+    return sorted(
+        {f"data/{wildcards.source}/extract_stats.json", *target_stats(wildcards)}
+    )
 
 
 def baseline_flags(wildcards):
