@@ -411,3 +411,16 @@ def test_extract_writes_the_sharded_store_and_replaces_the_other(tmp_path):
     extract([cap], tmp_path / "s", store="npz")
     assert not (tmp_path / "s" / PACKETS_STORE_DIR).exists() and (tmp_path / "s" / STATS_FILE).is_file()
     assert store.open_packets(tmp_path / "s").kind == "npz"
+
+
+def test_packet_baselines_take_the_same_rows_from_both_layouts(tmp_path):
+    from janus.detectors import read_flow_data
+
+    a, b, p, lengths = _dataset_pair(tmp_path, compact=True)
+    ids = np.array([30, 2, 9, 8])
+    xa, xb = read_flow_data(a, packets=True).take(ids), read_flow_data(b, packets=True).take(ids)
+    assert len(read_flow_data(b, packets=False)) == 40
+    np.testing.assert_array_equal(bits(xb.packets), bits(p[ids]))
+    np.testing.assert_array_equal(xb.lengths, lengths[ids])
+    np.testing.assert_array_equal(xb.features, xa.features)
+    np.testing.assert_array_equal(read_flow_data(b, packets=False).take(ids).features, xa.features)
