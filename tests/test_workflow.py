@@ -21,7 +21,7 @@ from janus.workflow_config import code_fingerprint, config_hash
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = str(BIN / "snakemake")
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "profiles")
+WORKFLOW_FILES = ("workflow", "config", "profiles")
 
 
 def _copy_workflow(dest: Path) -> Path:
@@ -70,7 +70,7 @@ def test_snakefmt_clean():
     snakefmt = BIN / "snakefmt"
     if not snakefmt.exists():
         pytest.skip("snakefmt not installed (pip install -e .[dev])")
-    out = subprocess.run([str(snakefmt), "--check", "Snakefile", "workflow"], cwd=REPO,
+    out = subprocess.run([str(snakefmt), "--check", "workflow"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
 

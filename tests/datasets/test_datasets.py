@@ -106,6 +106,38 @@ def test_labels_step_accepts_the_options():
         assert args.data == "d"
 
 
+def test_labels_step_applies_a_registry_rule(tmp_path):
+    """--registry-rule NAME --registry-root DIR (what the workflow's labels rule passes for a
+    download) gives the options of the rule itself, CSV globs expanded under DIR, after the
+    options given on the command line; a glob matching nothing is a one-line error."""
+    labels = pytest.importorskip("janus.datasets.labels.step")
+    parser = labels.build_parser()
+    for rel in ["CSVs/CSV-01-12/01-12/b.csv", "CSVs/CSV-03-11/03-11/Syn.csv",
+                "CSVs/CSV-01-12/a.csv"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    given = parser.parse_args(["--data", "d", "--attacker", "10.0.0.9=scan", "--registry-rule",
+                               "CIC-DDoS2019", "--registry-root", str(tmp_path)])
+    merged = labels.apply_registry_rule(given)
+    explicit = parser.parse_args(["--data", "d", "--attacker", "10.0.0.9=scan",
+                                  *DATASETS["cicddos2019"].label_rule.to_cli_args(tmp_path)])
+    assert merged.csv == explicit.csv == [str(tmp_path / "CSVs/CSV-01-12/01-12/b.csv"),
+                                          str(tmp_path / "CSVs/CSV-01-12/a.csv"),
+                                          str(tmp_path / "CSVs/CSV-03-11/03-11/Syn.csv")]
+    assert merged.attacker == ["10.0.0.9=scan", "172.16.0.5"]
+    assert (merged.time_offset, merged.utc_offset_hours) == (explicit.time_offset,
+                                                             explicit.utc_offset_hours)
+    ids = parser.parse_args(["--data", "d", "--registry-rule", "cicids2017",
+                             "--registry-root", str(tmp_path)])
+    with pytest.raises(JanusError, match="no file matches 'CSVs/GeneratedLabelledFlows"):
+        labels.apply_registry_rule(ids)
+    tor = labels.apply_registry_rule(parser.parse_args(
+        ["--data", "d", "--registry-rule", "iscxtor2016", "--registry-root", str(tmp_path)]))
+    assert tor.file_class == [f"*PCAPs/NonTor/*={BENIGN}", "*PCAPs/Tor/*=tor"]
+    assert labels.apply_registry_rule(parser.parse_args(
+        ["--data", "d", "--registry-rule", "ciciot2023"])).by_folder
+
+
 @pytest.mark.parametrize("name, rel, label", [
     ("iscxtor2016", "PCAPs/NonTor/NonTor/BROWSING_gate_SSL.pcap", BENIGN),
     ("iscxtor2016", "PCAPs/Tor/Tor/AUDIO_tor_spotify2.pcap", "tor"),

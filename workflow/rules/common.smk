@@ -1,17 +1,20 @@
 # All Python of the workflow: target lists, input/param functions, wildcard constraints.
 # The janus package itself never sees `config`; everything reaches it on the command line.
+# Parsing imports nothing of janus (the workflow may be a module of a project whose Snakemake
+# runs without it): what it needs is read from files of the workflow's own source tree (the
+# schema, janus/__init__.py), local or fetched by Snakemake's source cache.
 
+import hashlib
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 
 from snakemake.io import report as report_page
 from snakemake.logging import logger
+from snakemake.sourcecache import HostingProviderFile, LocalGitFile, LocalSourceFile
 from snakemake.utils import validate
-
-from janus.detectors import DETECTORS as BASELINE_CLASSES
-from janus.workflow_config import config_hash, package_version
 
 # --------------------------------------------------------------------------- config
 # Validated here rather than in the Snakefile: `--config` values arrive as strings
@@ -19,7 +22,7 @@ from janus.workflow_config import config_hash, package_version
 # the schema asks for, and a schema error is reported as one line naming its key instead of
 # Snakemake's dump of the whole schema.
 
-CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+CONFIG_SCHEMA = Path(str(workflow.source_path("../schemas/config.schema.yaml")))
 
 
 def _resolve(schema, root):
@@ -103,9 +106,10 @@ def check_config(config):
             f"workflow/schemas/config.schema.yaml)"
         )
     validate(config, str(CONFIG_SCHEMA))
+    return root
 
 
-check_config(config)
+SCHEMA = check_config(config)
 
 # --------------------------------------------------------------------------- names
 
@@ -118,11 +122,99 @@ JANUS_KINDS = ("janus", "janus_cont")
 JANUS_DETECTORS = [d for d in DETECTORS if d in JANUS_KINDS]
 BASELINES = [d for d in DETECTORS if d not in JANUS_KINDS]
 
+# --------------------------------------------------------------------------- provenance
+# The package this workflow's rules run: the source tree the workflow belongs to. Read here
+# as text; janus.workflow_config has the same hash and fingerprint for the package's own use
+# (tests/test_workflow.py checks that both agree).
+
+
+
+def _janus_init():
+    """The source tree's janus/__init__.py (a local path, fetched first for a remote
+    module), or None where the workflow folder was copied without the package."""
+    try:
+        path = Path(str(workflow.source_path("../../janus/__init__.py")))
+    except Exception:  # a remote tree without it: Snakemake's own fetch error
+        return None
+    return path if path.is_file() else None
+
+
+JANUS_INIT = _janus_init()
+
+
+def janus_version():
+    """__version__ of the workflow's own janus/__init__.py (what `pip install` of this source
+    tree installs), read without importing it; else the installed janus-nids distribution's
+    version (its metadata, again no import)."""
+    if JANUS_INIT is not None:
+        text = JANUS_INIT.read_text()
+        match = re.search(r"^__version__\s*=\s*[\"']([^\"']+)[\"']", text, re.M)
+        if match is None:
+            raise ValueError(f"{JANUS_INIT}: no __version__ = '...' line")
+        return match.group(1)
+    from importlib import metadata
+
+    try:
+        return metadata.version("janus-nids")
+    except metadata.PackageNotFoundError:
+        raise ValueError(
+            f"{workflow.current_basedir}: no ../../janus/__init__.py beside the workflow "
+            "and no janus-nids installed: cannot tell the janus version the rules run"
+        ) from None
+
+
+def code_fingerprint(version):
+    """'<version>+<12 hex digits>': SHA-256 over every janus/*.py file (relative path, then
+    content, in sorted path order), as janus.workflow_config.code_fingerprint."""
+    if JANUS_INIT is None or not isinstance(workflow.current_basedir, LocalSourceFile):
+        raise ValueError(
+            "config key provenance.rerun_on_code_change: needs the workflow in a local "
+            "checkout beside janus/ (its sources are hashed); use false otherwise"
+        )
+    root = JANUS_INIT.resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return f"{version}+{digest.hexdigest()[:12]}"
+
+
+def config_hash(cfg):
+    """First 12 hex digits of the SHA-256 of the canonical JSON (sorted keys, no spaces) of
+    the resolved config, as janus.workflow_config.config_hash."""
+    text = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def janus_source():
+    """What the conda environment's post-deploy script installs: this workflow's own source
+    tree (a local checkout's folder, or git+https://HOST/OWNER/REPO@REF of a module pulled
+    with github(...)/gitlab(...), git+file:// for a local git repository's ref)."""
+    base = workflow.current_basedir  # workflow/rules of the source tree
+    if isinstance(base, LocalSourceFile):
+        return str(Path(os.fspath(base)).parents[1])
+    if isinstance(base, HostingProviderFile):
+        return f"git+https://{base.host}/{base.repo}@{base.ref}"
+    if isinstance(base, LocalGitFile):
+        return f"git+file://{os.path.abspath(base.repo_path)}@{base.ref}"
+    return None
+
+
 # What Snakemake cannot see: edits inside the installed package. Rules whose results
 # depend on janus carry this in params, so a new version (or, when asked, any source
 # edit) reruns them; otherwise use --forcerun.
-JANUS = package_version(config["provenance"]["rerun_on_code_change"])
+JANUS_VERSION = janus_version()
+JANUS = (
+    code_fingerprint(JANUS_VERSION)
+    if config["provenance"]["rerun_on_code_change"]
+    else JANUS_VERSION
+)
 CONFIG_HASH = config_hash(config)
+# workflow/envs/janus.post-deploy.sh installs $JANUS_SRC; a value the user set wins.
+if janus_source() is not None:
+    os.environ.setdefault("JANUS_SRC", janus_source())
 
 FIGURE_SEED = (
     config["report"]["figure_seed"]
@@ -229,38 +321,26 @@ def label_inputs(wildcards):
     return list(spec.get("labels", {}).get("csv", []))
 
 
-def _shell_glob(root, pattern):
-    """A registry glob ('CSVs/X/**/*.csv', '*' crossing '/') as a sorted `find` at run time."""
-    parts = pattern.split("/")
-    fixed = []
-    for part in parts[:-1]:
-        if any(c in part for c in "*?["):
-            break
-        fixed.append(part)
-    base = "/".join([root] + fixed)
-    # A wildcard folder, or '**', means any depth below the fixed prefix.
-    depth = "-maxdepth 1 " if len(fixed) == len(parts) - 1 else ""
-    return f"$(find {shlex.quote(base)} {depth}-name {shlex.quote(parts[-1])} | sort)"
-
-
 def label_args(wildcards, input):
     """Command-line options of janus.datasets.labels for a dataset's labelling rule."""
     kind = source_kind(wildcards.dataset)
     if kind == "synth":
         return " ".join(["--csv", *map(shlex.quote, input.extra)])
     if kind == "download":
-        # The registry (janus.datasets.registry) holds each paper dataset's labelling rule. Its CSV
-        # globs name files that exist only after the download, so the shell expands them
-        # when the job runs.
-        from dataclasses import replace
-
-        from janus.datasets.registry import get_dataset
-
-        label_rule = get_dataset(source_spec(wildcards.dataset)["dataset"]).label_rule
-        root = raw_download_dir(wildcards.dataset)
-        csvs = [f"--csv {_shell_glob(root, g)}" for g in label_rule.csv_globs]
-        rest = replace(label_rule, csv_globs=()).to_cli_args()
-        return " ".join(csvs + [shlex.quote(a) for a in rest])
+        # The labels step applies the registry's rule itself (janus.datasets.registry, one
+        # source of truth, also read by janus.download): its CSV globs name files that
+        # exist only after the download.
+        return " ".join(
+            map(
+                shlex.quote,
+                [
+                    "--registry-rule",
+                    source_spec(wildcards.dataset)["dataset"],
+                    "--registry-root",
+                    raw_download_dir(wildcards.dataset),
+                ],
+            )
+        )
     spec = source_spec(wildcards.dataset).get("labels", {})
     args = []
     if spec.get("csv"):
@@ -411,11 +491,26 @@ def janus_models(wildcards):
     return sorted(set(janus_checkpoints(wildcards)))
 
 
+# Each baseline's hyper-parameters and inputs, from the schema (tests/test_workflow.py checks
+# them against janus.detectors): only those with an `epochs` key get baselines.epochs; the
+# schema's `x-inputs` (Detector.inputs: features, packets or both; features when absent) says
+# which jobs read the packet tensors.
+BASELINE_SPECS = {
+    name: spec
+    for name, spec in SCHEMA["properties"]["baselines"]["properties"].items()
+    if spec.get("type") == "object"
+}
+BASELINE_KEYS = {name: set(spec.get("properties", {})) for name, spec in BASELINE_SPECS.items()}
+BASELINE_INPUTS = {
+    name: spec.get("x-inputs", "features") for name, spec in BASELINE_SPECS.items()
+}
+
+
 def baseline_packets(wildcards):
     """The packet tensors of the source and every target (their extract_stats.json, which
     stands for packets.npz or packets/), for a baseline that reads packets
     (Detector.inputs); none for one on the flow features alone."""
-    if BASELINE_CLASSES[wildcards.baseline].inputs == "features":
+    if BASELINE_INPUTS[wildcards.baseline] == "features":
         return []
     return sorted(
         {f"data/{wildcards.source}/extract_stats.json", *target_stats(wildcards)}
@@ -427,7 +522,7 @@ def baseline_flags(wildcards):
     name = wildcards.baseline
     args = []
     epochs = config["baselines"]["epochs"]
-    if epochs is not None and "epochs" in BASELINE_CLASSES[name].defaults:
+    if epochs is not None and "epochs" in BASELINE_KEYS[name]:
         args += ["--epochs", str(epochs)]
     for key, value in config["baselines"].get(name, {}).items():
         if value is not None:

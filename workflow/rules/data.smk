@@ -8,6 +8,8 @@ rule synth:
         meta="data/raw/synth/{site}/site.json",
     log:
         "logs/synth/{site}.log",
+    benchmark:
+        "logs/benchmarks/synth/{site}.tsv",
     conda:
         "../envs/janus.yaml"
     threads: 1
@@ -29,6 +31,8 @@ rule download:
         captures="data/raw/{dataset}/captures.txt",
     log:
         "logs/download/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/download/{dataset}.tsv",
     conda:
         "../envs/janus.yaml"
     threads: 1
@@ -57,6 +61,8 @@ rule extract:
         stats="data/{dataset}/extract_stats.json",
     log:
         "logs/extract/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/extract/{dataset}.tsv",
     conda:
         "../envs/janus.yaml"
     threads: res("extract", "threads")
@@ -86,6 +92,8 @@ rule labels:
         labels="data/{dataset}/labels.parquet",
     log:
         "logs/labels/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/labels/{dataset}.tsv",
     conda:
         "../envs/janus.yaml"
     threads: 1
@@ -108,6 +116,8 @@ rule splits:
         splits="data/{dataset}/splits/seed{seed}.npz",
     log:
         "logs/splits/{dataset}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/splits/{dataset}/seed{seed}.tsv",
     conda:
         "../envs/janus.yaml"
     threads: 1

@@ -18,6 +18,8 @@ rule evaluate:
         ),
     log:
         "logs/evaluate/{source}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{source}/seed{seed}.tsv",
     conda:
         "../envs/janus.yaml"
     threads: 1

@@ -23,6 +23,8 @@ rule train:
         ),
     log:
         "logs/train/{jdet}/{dataset}/seed{seed}_sigma{sigma}.log",
+    benchmark:
+        "logs/benchmarks/train/{jdet}/{dataset}/seed{seed}_sigma{sigma}.tsv",
     conda:
         "../envs/janus.yaml"
     threads: res("train", "threads")
@@ -56,6 +58,8 @@ rule score:
         scores=per_target("results/scores/{jdet}/{source}/{target}/seed{seed}.parquet"),
     log:
         "logs/score/{jdet}/{source}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/score/{jdet}/{source}/seed{seed}.tsv",
     conda:
         "../envs/janus.yaml"
     threads: res("score", "threads")
@@ -94,6 +98,8 @@ rule baseline:
         ),
     log:
         "logs/baseline/{baseline}/{source}/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/baseline/{baseline}/{source}/seed{seed}.tsv",
     conda:
         "../envs/janus.yaml"
     threads: res("baseline", "threads")

@@ -45,6 +45,8 @@ rule report:
         hist=figure_reports("hist", "../report/hist.rst", "Score histograms"),
     log:
         "logs/report/report.log",
+    benchmark:
+        "logs/benchmarks/report/report.tsv",
     conda:
         "../envs/janus.yaml"
     threads: 1

@@ -386,10 +386,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precedence", default=",".join(DEFAULT_PRECEDENCE), metavar="LIST",
                    help="comma-separated order of csv, ip_rule, file: a flow takes the label of "
                    "the first source that labels it (default: %(default)s)")
+    p.add_argument("--registry-rule", metavar="NAME",
+                   help="also apply the labelling rule of registry dataset NAME (cicids2017, "
+                   "cicddos2019, ...; janus/datasets/registry.py, $JANUS_DATASETS_FILE "
+                   "overrides): its CSV globs are expanded under --registry-root")
+    p.add_argument("--registry-root", metavar="DIR", default=".",
+                   help="folder the dataset was downloaded to (default: %(default)s)")
     return p
 
 
+def apply_registry_rule(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the registry rule of ``args.registry_rule`` added: its CSVs (globs
+    expanded under ``args.registry_root``), attacker and file rules after the given ones, its
+    time options in place of the defaults."""
+    from janus.datasets.registry import get_dataset
+
+    rule = get_dataset(args.registry_rule).label_rule
+    root = Path(args.registry_root)
+    for pattern in rule.csv_globs:
+        if not any(p.is_file() for p in root.glob(pattern)):
+            raise JanusError(f"{root}: no file matches {pattern!r}, a label CSV of "
+                             f"{args.registry_rule}'s registry rule; download it again "
+                             "(janus download) or fix the registry (--registry FILE)")
+    ruled = build_parser().parse_args(["--data", args.data, *rule.to_cli_args(root)])
+    merged = argparse.Namespace(**vars(args))
+    merged.csv = [*args.csv, *ruled.csv]
+    merged.attacker = [*args.attacker, *ruled.attacker]
+    merged.file_class = [*args.file_class, *ruled.file_class]
+    merged.by_folder = args.by_folder or ruled.by_folder
+    if rule.time_offset is not None:
+        merged.time_offset = ruled.time_offset
+    if rule.utc_offset_hours is not None:
+        merged.utc_offset_hours = ruled.utc_offset_hours
+    return merged
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.registry_rule:
+        args = apply_registry_rule(args)
     label_dataset(
         args.data, csv=args.csv, attackers=args.attacker, by_folder=args.by_folder,
         file_classes=args.file_class, default=args.default,
