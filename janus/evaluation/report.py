@@ -41,6 +41,8 @@ from janus import __version__, contract
 from janus.cli import run_main
 from janus.errors import JanusError
 from janus.io import atomic_path, write_text
+from janus.provenance import collect as collect_provenance
+from janus.provenance import footer_lines
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +251,10 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provenance(res: Results, config_hash: str | None, date: str | None = None) -> str:
-    """Footer lines: config hash, janus versions, seeds, date (UTC)."""
+def provenance(res: Results, config_hash: str | None, date: str | None = None,
+               prov: dict | None = None) -> str:
+    """Footer lines: config hash, janus versions, seeds, date (UTC) and, with ``prov``
+    (:func:`janus.provenance.collect`), git commit, software, options and input hashes."""
     versions = sorted({r.janus_version for r in res.runs if r.janus_version})
     date = date or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
@@ -260,6 +264,7 @@ def provenance(res: Results, config_hash: str | None, date: str | None = None) -
         f"- seeds: {', '.join(map(str, res.seeds))} (mean ± sample std, ddof = 1)",
         f"- runs: {len(res.runs)} metrics files",
         f"- generated: {date}",
+        *(footer_lines(prov) if prov else []),
     ]) + "\n"
 
 
@@ -553,15 +558,15 @@ FIGURE_SETS: tuple[str, ...] = ("all", "matrix", "datasets", "none")
 
 
 def write_report(res: Results, out_dir: Path, config_hash: str | None = None,
-                 figure_seed: int | None = None, tables: bool = True, figures: str = "all"
-                 ) -> list[Path]:
+                 figure_seed: int | None = None, tables: bool = True, figures: str = "all",
+                 prov: dict | None = None) -> list[Path]:
     """Write the tables and the figures of ``figures`` (one of :data:`FIGURE_SETS`) under
     ``out_dir``; returns the written paths."""
     if figures not in FIGURE_SETS:
         raise JanusError(f"figures={figures!r} is not one of {FIGURE_SETS}")
     written = []
     if tables:
-        footer = provenance(res, config_hash)
+        footer = provenance(res, config_hash, prov=prov)
         builders = {"cross_matrix.md": cross_matrix_md, "within.md": within_md,
                     "thresholded.md": thresholded_md, "per_attack.md": per_attack_md,
                     "aggregators.md": aggregators_md, "baselines.md": baselines_md}
@@ -622,8 +627,12 @@ def run(args: argparse.Namespace) -> int:
     res = Results(load_runs(args.metrics), args.datasets, args.detectors)
     log.info("%d runs: %d detectors, %d datasets, seeds %s", len(res.runs), len(res.detectors),
              len(res.datasets), res.seeds)
+    prov = collect_provenance(config={k: [str(v) for v in val] if k == "metrics" else
+                                      str(val) if isinstance(val, Path) else val
+                                      for k, val in vars(args).items()},
+                              inputs=args.metrics)
     written = write_report(res, args.out_dir, args.config_hash, args.figure_seed,
-                           tables=not args.no_tables, figures=args.figures)
+                           tables=not args.no_tables, figures=args.figures, prov=prov)
     log.info("wrote %d files under %s", len(written), args.out_dir)
     return 0
 

@@ -1,9 +1,10 @@
 """Checkpoints: everything needed to rebuild a run, loadable with ``weights_only=True``.
 
 A checkpoint is a dict ``{model, optimizer, config, epoch, seed, feature_stats,
-janus_version, format, finished}`` plus, for resuming, ``train_state`` (plain numbers and
-lists). ``config`` is :meth:`ModelConfig.to_dict` (a plain dict); ``feature_stats`` is
-:meth:`FeatureStats.to_state` (tensors, strings). Files are written atomically.
+janus_version, format, finished, provenance}`` plus, for resuming, ``train_state`` (plain
+numbers and lists); ``provenance`` is :func:`janus.provenance.collect` of the run (``{}`` in
+checkpoints written before it existed). ``config`` is :meth:`ModelConfig.to_dict` (a plain
+dict); ``feature_stats`` is :meth:`FeatureStats.to_state` (tensors, strings). Files are written atomically.
 
 ``finished`` says whether the training run that wrote the file reached its end (early stop
 or the last epoch): ``janus train`` writes ``model.pt`` with ``finished=False`` whenever the
@@ -57,10 +58,13 @@ def save_checkpoint(
     feature_stats: FeatureStats,
     train_state: dict[str, Any] | None = None,
     finished: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> None:
     """Write a checkpoint atomically (tensors moved to CPU so it loads anywhere).
 
-    ``finished``: the training run has ended (see the module docstring).
+    ``finished``: the training run has ended (see the module docstring). ``provenance``:
+    :func:`janus.provenance.collect` of the run (git commit, versions, option hash, input
+    hashes), stored as plain data under ``"provenance"`` (``{}`` when not given).
     """
     ckpt = {
         "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
@@ -73,6 +77,7 @@ def save_checkpoint(
         "train_state": train_state or {},
         "format": FORMAT,
         "finished": bool(finished),
+        "provenance": dict(provenance or {}),
     }
     _write(path, ckpt)
 

@@ -47,8 +47,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from janus import provenance
 from janus.cli import run_main
-from janus.contract import DEFAULT_MAX_PACKETS
+from janus.contract import DEFAULT_MAX_PACKETS, FEATURES_FILE, PACKETS_FILE
 from janus.datasets.splits import load_splits
 from janus.errors import ConfigError, JanusError
 from janus.io import atomic_path, write_json, write_text
@@ -213,9 +214,11 @@ def fit(
     opts: TrainOptions,
     out_dir: Path,
     resume: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train on prepared benign flows; write ``model.pt``, ``last.pt``, ``loss.csv``,
-    ``loss.png`` and ``train_summary.json``.
+    ``loss.png`` and ``train_summary.json``. ``provenance`` (:func:`janus.provenance.collect`)
+    goes into every checkpoint.
 
     Returns the training summary (see :func:`training_summary`).
     """
@@ -282,8 +285,10 @@ def fit(
             state["stop_epoch"] = epoch
         if improved:
             state.update(best_val=float(val_parts[0]), best_epoch=epoch)
-            save_checkpoint(out_dir / "model.pt", model, optimizer, cfg, epoch, opts.seed, stats, state)
-        save_checkpoint(out_dir / "last.pt", model, optimizer, cfg, epoch, opts.seed, stats, state)
+            save_checkpoint(out_dir / "model.pt", model, optimizer, cfg, epoch, opts.seed, stats, state,
+                            provenance=provenance)
+        save_checkpoint(out_dir / "last.pt", model, optimizer, cfg, epoch, opts.seed, stats, state,
+                        provenance=provenance)
         log.info("epoch %d: train %.4f (cont %.4f, disc %.4f) val %.4f (cont %.4f, disc %.4f)%s, "
                  "%.0f flows/s", epoch, *train_parts, *val_parts, " *" if improved else "",
                  len(train) / row[-1])
@@ -436,7 +441,11 @@ def run(args: argparse.Namespace) -> int:
         stats = FeatureStats.fit(ds, train_ids, cfg.max_packets)
     train = stats.prepare(ds, train_ids, cfg.max_packets)
     val = stats.prepare(ds, splits["val"], cfg.max_packets)
-    summary = fit(train, val, stats, cfg, opts, args.out, resume=args.resume)
+    # Once per run (it hashes the inputs): the options, software and files behind the model.
+    prov = provenance.collect(
+        config={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        inputs=[Path(args.data) / PACKETS_FILE, Path(args.data) / FEATURES_FILE, args.splits])
+    summary = fit(train, val, stats, cfg, opts, args.out, resume=args.resume, provenance=prov)
     log.info("done: best epoch %d of %d (%s), val loss %.4f, %.0f train flows/s -> %s",
              summary["best_epoch"], summary["epochs"],
              f"early stop at {summary['stop_epoch']}" if summary["early_stopped"] else "no early stop",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from janus import contract
+import janus
+from janus import contract, provenance
 from janus.errors import JanusError
 from janus.evaluation import report
 
@@ -147,12 +150,22 @@ def test_within_thresholded_per_attack_aggregators(metrics):
 
 def test_provenance_and_files(metrics, tmp_path):
     out = tmp_path / "results"
+    git = provenance.git_commit()
+    digest = provenance.inputs_digest(
+        {"path": str(p), "size": p.stat().st_size,
+         "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in metrics)
     assert report.main(["--metrics", *map(str, metrics), "--out-dir", str(out),
                         "--config-hash", "abc123def456", "--figures", "matrix"]) == 0
     for name in report.TABLES:
         text = (out / name).read_text()
         assert "config hash: `abc123def456`" in text
         assert "seeds: 1, 2, 3" in text
+        # Provenance: the code, software and the very metrics files the table was made from.
+        assert f"git commit: `{git['commit']}`" in text
+        assert f"janus {janus.__version__}, python {platform.python_version()}" in text
+        assert f"numpy {np.__version__}" in text
+        assert (f"inputs: {len(metrics)} files, {sum(p.stat().st_size for p in metrics):,} "
+                f"bytes, sha256 of their (path, size, sha256) list: `{digest}`") in text
     png = (out / "figures" / "cross_matrix.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob("**/.*.tmp"))  # atomic writes leave no temporary files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -12,6 +13,8 @@ import pytest
 import torch
 from flowdata import benign_packets, mixed_dataset, write_dataset
 
+import janus
+from janus import provenance
 from janus.contract import DIRECTION
 from janus.datasets import splits
 from janus.errors import ConfigError, JanusError
@@ -287,10 +290,11 @@ def test_cli_trains_and_writes_run_folder(tmp_path: Path) -> None:
     assert splits.main(["--data", str(ds_dir), "--seed", "0", "--out", str(sp), "--n-train", "48",
                         "--n-val", "16", "--n-test-benign", "16", "--n-test-attack", "16"]) == 0
     run = tmp_path / "run"
-    assert train.main(["--data", str(ds_dir), "--splits", str(sp), "--seed", "0", "--out", str(run),
-                       "--max-packets", str(T), "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
-                       "--epochs", "2", "--batch-size", "16", "--warmup-fraction", "0.5", "--device", "cpu",
-                       "--max-train-flows", "40", "--threads", "1", "--ot", "sinkhorn"]) == 0
+    argv = ["--data", str(ds_dir), "--splits", str(sp), "--seed", "0", "--out", str(run),
+            "--max-packets", str(T), "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
+            "--epochs", "2", "--batch-size", "16", "--warmup-fraction", "0.5", "--device", "cpu",
+            "--max-train-flows", "40", "--threads", "1", "--ot", "sinkhorn"]
+    assert train.main(argv) == 0
     for name in ("model.pt", "last.pt", "loss.csv", "loss.png", "train_summary.json"):
         assert (run / name).is_file(), name
     lines = (run / "loss.csv").read_text().splitlines()
@@ -301,6 +305,20 @@ def test_cli_trains_and_writes_run_folder(tmp_path: Path) -> None:
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["total_steps"] == 2 * 3 and summary["warmup_steps"] == 3 and summary["epochs"] == 2
     assert ckpt["feature_stats"]["transform"] == "log1p-v1"
+    # Provenance of the run: the same in model.pt and last.pt (collected once), naming the
+    # three input files with their sizes and hashes, and the options the run was given.
+    prov = ckpt["provenance"]
+    assert prov == torch.load(run / "last.pt", weights_only=True)["provenance"]
+    assert [r["path"] for r in prov["inputs"]] == [str(ds_dir / "packets.npz"),
+                                                   str(ds_dir / "flow_features.parquet"), str(sp)]
+    for r in prov["inputs"]:
+        data = Path(r["path"]).read_bytes()
+        assert r["size"] == len(data) and r["sha256"] == hashlib.sha256(data).hexdigest()
+    assert prov["janus_version"] == janus.__version__
+    assert prov["dependencies"]["torch"] == torch.__version__
+    options = {**vars(train.build_parser().parse_args(argv)), "verbose": 0}
+    assert prov["config_sha256"] == provenance.config_sha256(
+        {k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Path,
