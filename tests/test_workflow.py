@@ -208,8 +208,9 @@ def _resolved_args(wf: Path, monkeypatch, *argv: str):
 
 
 def test_slurm_profile_settings_survive_the_workflow_profile(wf, monkeypatch):
-    """profiles/default is loaded beside --profile profiles/slurm and wins key by key: it
-    must not bring the workstation's latency, cores or a global GPU cap to the cluster."""
+    """workflow/profiles/default is loaded beside --profile profiles/slurm and wins key by
+    key: it must not bring the workstation's latency, cores or a global GPU cap to the
+    cluster. The tiny jobs are grouped there, and only there."""
     args = _resolved_args(wf, monkeypatch, "--profile", "profiles/slurm", "-n", "--configfile",
                           "config/paper.yaml", "--replace-workflow-config")
     slurm = yaml.safe_load((wf / "profiles" / "slurm" / "config.yaml").read_text())
@@ -219,12 +220,15 @@ def test_slurm_profile_settings_survive_the_workflow_profile(wf, monkeypatch):
     assert "gpu" not in (args.resources or {})  # no global GPU cap: GPU jobs run side by side
     assert set(args.set_resources) == {"train", "score"}
     assert args.rerun_incomplete and args.keep_going  # the workflow profile's own settings
+    assert dict(args.groups) == {"splits": "tiny_splits", "evaluate": "tiny_evaluate"}
+    assert dict(args.group_components) == {"tiny_splits": 12, "tiny_evaluate": 12}
 
 
 def test_workstation_run_keeps_the_workflow_profile(wf, monkeypatch):
     args = _resolved_args(wf, monkeypatch, "--cores", "all", "-n")
     assert args.rerun_incomplete and args.keep_going and args.printshellcmds
     assert "gpu" not in (args.resources or {})
+    assert not args.groups and not args.group_components  # local jobs stay one per rule
 
 
 def _train_gpu_claims(stdout: str) -> set[str]:
@@ -267,6 +271,36 @@ def test_dry_run_paper_config_with_slurm_profile(wf):
     # sigma_within != sigma_cross: two models per (detector, dataset, seed).
     assert counts["train"] == 2 * 2 * 4 * 3
     assert "synth" not in counts
+    # Paper-scale sizes of the data steps, from config/paper.yaml's resources.
+    res = yaml.safe_load((wf / "config" / "paper.yaml").read_text())["resources"]
+    assert res["download"] == {"threads": 1, "mem_mb": 2000, "runtime": 1440, "disk_mb": 60000}
+    assert res["labels"]["mem_mb"] == 16000
+    assert _rule_resources(out.stdout, "download") == {
+        f"mem_mb={res['download']['mem_mb']}", f"runtime={res['download']['runtime']}",
+        f"disk_mb={res['download']['disk_mb']}"}
+    assert _rule_resources(out.stdout, "labels") == {
+        f"mem_mb={res['labels']['mem_mb']}", f"runtime={res['labels']['runtime']}"}
+    # The 12 splits and 12 evaluate jobs go in two group submissions.
+    assert out.stdout.count("Group job tiny_splits") == 1
+    assert out.stdout.count("Group job tiny_evaluate") == 1
+    # A download's labelling rule is the registry's, applied by the labels step at run time.
+    printed = _snakemake(wf, "--profile", "profiles/slurm", "-n", "-p", "--configfile",
+                         "config/paper.yaml", "--replace-workflow-config").stdout
+    assert ("python -m janus.labels --data data/cicddos2019 --registry-rule cicddos2019 "
+            "--registry-root data/raw/cicddos2019 >") in printed
+
+
+def _rule_resources(stdout: str, rule: str) -> set[str]:
+    """The mem_mb, runtime and disk_mb of every job of ``rule`` in a dry run's printout."""
+    found, inside = set(), False
+    for line in stdout.splitlines():
+        if line and not line[0].isspace():  # a block header: a rule's job, a group job, ...
+            inside = line in (f"rule {rule}:", f"localrule {rule}:")
+        elif inside and line.strip().startswith("resources:"):
+            found |= {part.strip() for part in line.split(":", 1)[1].split(",")
+                      if part.strip().split("=")[0] in ("mem_mb", "runtime", "disk_mb")
+                      and "<TBD>" not in part}  # <TBD>: Snakemake's default, set at run time
+    return found
 
 
 @pytest.mark.parametrize("config, expected", [
@@ -351,3 +385,186 @@ def test_end_to_end_tiny_config(tiny_workflow):
     html = _snakemake(wf, *args, "--report", "results/report.html", timeout=300)
     assert html.returncode == 0, html.stderr[-3000:]
     assert (wf / "results" / "report.html").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- deployment
+
+
+def _no_janus_env(tmp_path: Path) -> dict[str, str]:
+    """An environment in which `import janus` fails: a PYTHONPATH entry ahead of everything
+    whose janus/__init__.py raises ImportError (the editable install's finder and the
+    checkout come later on the path), and no nvidia-smi."""
+    fake = tmp_path / "no_janus"
+    (fake / "janus").mkdir(parents=True)
+    (fake / "janus" / "__init__.py").write_text(
+        'raise ImportError("janus imported while Snakemake parses the workflow")\n')
+    env = {**os.environ, "PYTHONPATH": str(fake),
+           "PATH": f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin"}
+    check = subprocess.run([sys.executable, "-c", "import janus"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert check.returncode != 0 and "while Snakemake parses" in check.stderr
+    return env
+
+
+def test_module_import_parses_without_the_janus_package(tmp_path):
+    """`module janus: snakefile: ...` + `use rule * from janus` from another project's folder,
+    with a Snakemake in which janus cannot be imported: the dry run lists every job, and the
+    post-deploy script is told to install the workflow's own source tree."""
+    proj = tmp_path / "project"
+    proj.mkdir()
+    (proj / "Snakefile").write_text(
+        "import os\n\n"
+        "configfile: 'config.yaml'\n\n"
+        "module janus:\n"
+        f"    snakefile: '{REPO / 'workflow' / 'Snakefile'}'\n"
+        "    config: config\n\n"
+        "use rule * from janus as janus_*\n\n"
+        "print('JANUS_SRC=' + os.environ['JANUS_SRC'])\n")
+    (proj / "config.yaml").write_text(
+        "datasets:\n  office: {source: {synth: {site: office}}}\n"
+        "  iot: {source: {synth: {site: iot}}}\n"
+        "seeds: [5]\ndetectors: [janus, iforest]\n")
+    out = subprocess.run([SNAKEMAKE, "-n", "-p", "--cores", "2", "results/cross_matrix.md"],
+                         cwd=proj, env=_no_janus_env(tmp_path), capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    counts = _job_counts(out.stdout)
+    # Schema defaults fill what the project's config leaves out (sigma_cross 0.6: two
+    # models per dataset), and the workflow's rules come in under the module's prefix.
+    assert counts == {"janus_synth": 2, "janus_extract": 2, "janus_labels": 2,
+                      "janus_splits": 2, "janus_train": 4, "janus_score": 2,
+                      "janus_baseline": 2, "janus_evaluate": 2, "janus_report": 1,
+                      "total": 19}
+    assert "python -m janus.train --data data/office --splits data/office/splits/seed5.npz" \
+        in out.stdout
+    assert f"JANUS_SRC={REPO}" in out.stdout
+
+
+def _byo_commands() -> list[str]:
+    """The shell lines of README's bring-your-own block (between its markers)."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- byo-commands -->", 1)[1].split("<!-- /byo-commands -->", 1)[0]
+    return [line for line in block.replace("\\\n", " ").splitlines()
+            if line.strip() and not line.startswith("```")]
+
+
+def test_readme_byo_example_on_captures_the_project_makes(tmp_path):
+    """README's bring-your-own commands, as written, from a folder of their own: `janus synth`
+    makes the captures and label CSVs config/byo.yaml names; the dry run on a CPU-only
+    machine plans every job, and its train jobs claim no GPU and one core each (schema
+    defaults), with no global cap, so `--cores N` runs N of them side by side."""
+    synth, run = _byo_commands()
+    assert synth.startswith("janus synth --out captures")
+    assert run.startswith("snakemake --cores all -s ") and "config/byo.yaml" in run
+    work = tmp_path / "mine"
+    work.mkdir()
+    made = subprocess.run([sys.executable, "-m", "janus.synth", *synth.split()[2:],
+                           "--scale", "0.1"], cwd=work, capture_output=True, text=True,
+                          timeout=300)
+    assert made.returncode == 0, made.stderr[-2000:]
+    args = run.replace("PATH/TO/janus", str(REPO)).split()[1:]
+    env = _no_janus_env(tmp_path)
+    smi = tmp_path / "bin" / "nvidia-smi"  # a driver that lists no GPU
+    smi.parent.mkdir()
+    smi.write_text("#!/bin/sh\nexit 0\n")
+    smi.chmod(0o755)
+    env["PATH"] = f"{smi.parent}{os.pathsep}{env['PATH']}"
+    out = subprocess.run([SNAKEMAKE, *[a if a != "all" else "2" for a in args], "-n"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    counts = _job_counts(out.stdout)
+    byo = yaml.safe_load((REPO / "config" / "byo.yaml").read_text())
+    n = len(byo["datasets"])
+    assert counts["extract"] == counts["labels"] == n and "synth" not in counts
+    assert counts["train"] == n * len(byo["seeds"])  # equal sigmas: one model each
+    assert _train_gpu_claims(out.stdout) == {"gpu=0"}
+    threads = {line.split("threads:")[1].strip() for line in _rule_blocks(out.stdout, "train")
+               if line.strip().startswith("threads:")}
+    assert threads <= {"1"}  # Snakemake prints a job's threads only when above 1
+    assert len(_rule_blocks(out.stdout, "train")) > 0
+    # The workflow profile is found beside the Snakefile, from any working folder.
+    profile = REPO / "workflow" / "profiles" / "default"
+    assert f"workflow specific profile {profile}" in out.stdout + out.stderr
+    # Every capture the config names is one synth wrote.
+    for ds in byo["datasets"].values():
+        for f in ds["source"]["pcaps"]["files"] + ds["source"]["pcaps"]["labels"]["csv"]:
+            assert (work / f).stat().st_size > 0, f
+
+
+def _rule_blocks(stdout: str, rule: str) -> list[str]:
+    """The lines of every job block of ``rule`` in a dry run's printout."""
+    lines, inside = [], False
+    for line in stdout.splitlines():
+        if line and not line[0].isspace():
+            inside = line in (f"rule {rule}:", f"localrule {rule}:")
+        elif inside:
+            lines.append(line)
+    return lines
+
+
+def test_parse_time_provenance_matches_the_package(tmp_path):
+    """The config hash and code fingerprint the workflow computes without importing janus
+    are janus.workflow_config's, on the resolved config (schema defaults filled in)."""
+    import json as _json
+
+    from janus.workflow_config import code_fingerprint as package_fingerprint
+
+    proj = tmp_path / "p"
+    proj.mkdir()
+    (proj / "Snakefile").write_text(
+        "import json\n\n"
+        f"include: '{REPO / 'workflow' / 'Snakefile'}'\n\n"
+        "print('RESOLVED=' + json.dumps(config))\n"
+        "print('HASH=' + CONFIG_HASH)\n"
+        "print('JANUS=' + JANUS)\n")
+    (proj / "extra.yaml").write_text("provenance: {rerun_on_code_change: true}\nseeds: [3]\n")
+    out = subprocess.run([SNAKEMAKE, "-n", "--cores", "1", "--configfile",
+                          str(REPO / "config" / "config.yaml"), str(proj / "extra.yaml")],
+                         cwd=proj, env=_no_janus_env(tmp_path), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    values = dict(line.split("=", 1) for line in out.stdout.splitlines()
+                  if line.split("=", 1)[0] in ("RESOLVED", "HASH", "JANUS"))
+    resolved = _json.loads(values["RESOLVED"])
+    assert resolved["seeds"] == [3] and resolved["resources"]["labels"]["mem_mb"] > 0
+    assert values["HASH"] == config_hash(resolved)
+    assert values["JANUS"] == package_fingerprint(REPO / "janus")
+
+
+def test_schema_knows_every_detector_and_which_take_epochs():
+    """The workflow reads detector facts from the schema (it cannot import janus.detectors
+    while it parses): the schema must agree with the package."""
+    from janus.detectors import DETECTORS as CLASSES
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    names = schema["properties"]["detectors"]["items"]["enum"]
+    assert set(names) == {"janus", "janus_cont"} | set(CLASSES)
+    hyper = {k: v for k, v in schema["properties"]["baselines"]["properties"].items()
+             if v.get("type") == "object"}
+    assert set(hyper) == set(CLASSES)
+    for name, spec in hyper.items():
+        keys = set(spec["properties"])
+        assert keys <= set(CLASSES[name].defaults), name
+        assert ("epochs" in keys) == ("epochs" in CLASSES[name].defaults), name
+
+
+def test_post_deploy_installs_the_given_source(tmp_path):
+    """workflow/envs/janus.post-deploy.sh installs $JANUS_SRC (what the workflow sets while
+    it parses) and refuses to guess without it."""
+    script = REPO / "workflow" / "envs" / "janus.post-deploy.sh"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text('#!/bin/sh\necho "python $*" > "$RECORD"\n')
+    (fake / "python").chmod(0o755)
+    env = {"PATH": f"{fake}{os.pathsep}/usr/bin{os.pathsep}/bin",
+           "RECORD": str(tmp_path / "record")}
+    out = subprocess.run(["bash", str(script)], env=env, cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert out.returncode != 0 and "JANUS_SRC is not set" in out.stderr
+    assert not (tmp_path / "record").exists()
+    env["JANUS_SRC"] = "git+https://github.com/OWNER/janus@v0.2.0"
+    out = subprocess.run(["bash", str(script)], env=env, cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "record").read_text().split() == [
+        "python", "-m", "pip", "install", "--no-deps", "git+https://github.com/OWNER/janus@v0.2.0"]

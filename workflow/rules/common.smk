@@ -132,10 +132,15 @@ BASELINES = [d for d in DETECTORS if d not in JANUS_KINDS]
 def _janus_init():
     """The source tree's janus/__init__.py (a local path, fetched first for a remote
     module), or None where the workflow folder was copied without the package."""
-    try:
-        path = Path(str(workflow.source_path("../../janus/__init__.py")))
-    except Exception:  # a remote tree without it: Snakemake's own fetch error
-        return None
+    base = workflow.current_basedir  # workflow/rules of the source tree
+    if isinstance(base, LocalSourceFile):
+        # In place, not source_path's runtime copy: the fingerprint hashes its folder.
+        path = Path(os.fspath(base)).parents[1] / "janus" / "__init__.py"
+    else:
+        try:
+            path = Path(str(workflow.source_path("../../janus/__init__.py")))
+        except Exception:  # a remote tree without it: Snakemake's own fetch error
+            return None
     return path if path.is_file() else None
 
 

@@ -35,10 +35,11 @@ rule download:
         "logs/benchmarks/download/{dataset}.tsv",
     conda:
         "../envs/janus.yaml"
-    threads: 1
+    threads: res("download", "threads")
     resources:
-        mem_mb=res("light", "mem_mb"),
-        runtime=res("light", "runtime"),
+        mem_mb=res("download", "mem_mb"),
+        runtime=res("download", "runtime"),
+        disk_mb=res("download", "disk_mb"),
     params:
         name=download_name,
         root=out_dir,
@@ -96,7 +97,7 @@ rule labels:
         "logs/benchmarks/labels/{dataset}.tsv",
     conda:
         "../envs/janus.yaml"
-    threads: 1
+    threads: res("labels", "threads")
     resources:
         mem_mb=res("labels", "mem_mb"),
         runtime=res("labels", "runtime"),
