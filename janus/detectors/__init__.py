@@ -46,7 +46,7 @@ from janus.cli import run_main
 from janus.contract import FEATURES_FILE, FLOW_FEATURES, PACKETS_FILE
 from janus.detectors.anomaly_transformer import AnomalyTransformerDetector
 from janus.detectors.autoencoder import AEDetector, MemAEDetector
-from janus.detectors.base import Detector, FeatureScaler, FlowData, as_flow_data
+from janus.detectors.base import Detector, FeatureScaler, FlowData, TorchDetector, as_flow_data
 from janus.detectors.classic import IForestDetector, LOFDetector, OCSVMDetector
 from janus.detectors.flowcfm import FlowCFMDetector
 from janus.detectors.kitnet import KitNETDetector
@@ -254,9 +254,11 @@ def _score_targets(det: Detector, data: list[Path], outs: list[Path],
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    # The scikit-learn detectors never touch torch: their jobs skip its import (~1-2 s).
+    if args.command == "score" or issubclass(DETECTORS[args.detector], TorchDetector):
+        import torch
 
-    torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(max(1, args.threads))
     if args.command == "score":
         for folder in args.data:  # a missing input is reported before the model is loaded
             _features_file(folder)

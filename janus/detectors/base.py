@@ -316,14 +316,15 @@ class Detector(ABC):
         (folder / MODEL_FILE).unlink(missing_ok=True)
         (folder / SKLEARN_FILE).unlink(missing_ok=True)
         self._save_state(folder)
-        import sklearn
-        import torch
+        # Versions from the installed metadata (the same strings as torch.__version__ and
+        # sklearn.__version__): a scikit-learn detector's job never imports torch for them.
+        from importlib import metadata
 
         meta = {
             "detector": self.name, "seed": self.seed, "params": self.params,
             "scaler": self.scaler.to_dict(), "history": self.history,
-            "janus_version": __version__, "torch_version": torch.__version__,
-            "sklearn_version": sklearn.__version__,
+            "janus_version": __version__, "torch_version": metadata.version("torch"),
+            "sklearn_version": metadata.version("scikit-learn"),
         }
         if self.reads_packets:
             meta["packet_scaler"] = self.packet_scaler.to_dict()

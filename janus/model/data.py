@@ -25,14 +25,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from janus.contract import BINARY, CONTINUOUS, FEATURES_FILE, FLOW_FEATURES
 from janus.datasets.store import PacketStore, RowReader, feature_reader, open_packets
 from janus.errors import JanusError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the sklearn baselines
+    import torch  # read the scaling constants here without paying for it
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,8 @@ class FeatureStats:
 
     def to_state(self) -> dict[str, Any]:
         """Plain tensors and strings (loadable with ``torch.load(weights_only=True)``)."""
+        import torch
+
         state: dict[str, Any] = {k: torch.tensor(getattr(self, k), dtype=torch.float64)
                                  for k in ("flow_mean", "flow_std", "packet_mean", "packet_std")}
         state["transform"] = TRANSFORM
@@ -184,6 +188,8 @@ class Prepared:
 
     def batch(self, idx: np.ndarray, pad_to: int | None = None) -> Batch:
         """Rows ``idx`` padded to their own longest flow (or to ``pad_to`` packets)."""
+        import torch
+
         lengths = self.lengths[idx]
         n_pkt = int(lengths.max()) if pad_to is None else pad_to
         return Batch(
