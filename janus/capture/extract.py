@@ -177,6 +177,10 @@ def _progress(total_bytes: int):
                 disable=None, dynamic_ncols=True)
 
 
+#: Seconds :func:`load_runtime` may take before it says that numba is compiling.
+COMPILE_NOTICE_AFTER_S = 3.0
+
+
 def load_runtime() -> None:
     """Import the Parquet writer and load every compiled kernel of the extraction.
 
@@ -185,15 +189,31 @@ def load_runtime() -> None:
     on-disk cache; ``import pyarrow.parquet`` costs ~0.1 s. :func:`extract` pays this first,
     as the ``startup`` phase of its stats, so that the other phases time the data work alone.
     Cheap (~ms) once done in a process.
+
+    When numba's cache is cold (the first run after an install or upgrade) the kernels are
+    compiled instead, ~20 s of silence: if loading takes longer than
+    :data:`COMPILE_NOTICE_AFTER_S`, a one-line notice on stderr says why (a warm load takes
+    well under a second, so later runs print nothing).
     """
+    import sys
+    import threading
+
     import pyarrow.parquet  # noqa: F401
 
     from janus.capture import pcap
     from janus.capture.flows import load_kernels
 
-    pcap.load_kernels()
-    res = load_kernels()
-    compact_flow_features(res.rows, res.row_start, res.lengths)
+    notice = threading.Timer(COMPILE_NOTICE_AFTER_S, lambda: print(
+        "janus extract: compiling the capture kernels with numba (first run after an install "
+        "or upgrade; ~20 s once, cached for later runs)", file=sys.stderr, flush=True))
+    notice.daemon = True
+    notice.start()
+    try:
+        pcap.load_kernels()
+        res = load_kernels()
+        compact_flow_features(res.rows, res.row_start, res.lengths)
+    finally:
+        notice.cancel()
 
 
 def extract(

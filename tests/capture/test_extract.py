@@ -324,3 +324,26 @@ def test_strict_stops_at_the_damage_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"record at byte {off} claims 16777215" in err
     assert not (tmp_path / "ds" / STATS_FILE).exists()
+
+
+def test_slow_kernel_load_says_numba_is_compiling(monkeypatch, capsys):
+    """A cold numba cache makes the first extraction compile for ~20 s: load_runtime says so
+    on stderr once loading outlasts COMPILE_NOTICE_AFTER_S; a warm (fast) load prints nothing."""
+    import time
+
+    from janus.capture import extract as extract_mod
+    from janus.capture import pcap
+    from janus.capture.extract import load_runtime
+
+    load_runtime()  # warm: the kernels of this process are loaded
+    monkeypatch.setattr(extract_mod, "COMPILE_NOTICE_AFTER_S", 30.0)
+    load_runtime()
+    assert "compiling" not in capsys.readouterr().err
+    real = pcap.load_kernels
+    monkeypatch.setattr(pcap, "load_kernels", lambda: (time.sleep(0.5), real())[1])
+    monkeypatch.setattr(extract_mod, "COMPILE_NOTICE_AFTER_S", 0.05)
+    load_runtime()
+    err = capsys.readouterr().err
+    assert err.count("janus extract: compiling the capture kernels with numba") == 1
+    time.sleep(0.1)  # the timer was cancelled when loading ended: nothing more comes
+    assert capsys.readouterr().err == ""
