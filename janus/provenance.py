@@ -48,12 +48,12 @@ def git_commit(path: str | os.PathLike | None = None) -> dict[str, Any]:
         where = where.parent
     try:
         head = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, timeout=10)
+                              capture_output=True, text=True, timeout=10, check=False)
         if head.returncode != 0:
             return {"commit": _UNKNOWN, "dirty": None}
         status = subprocess.run(["git", "-C", str(where), "status", "--porcelain",
                                  "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10)
+                                capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return {"commit": _UNKNOWN, "dirty": None}
     dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
@@ -151,11 +151,11 @@ def footer_lines(prov: Mapping[str, Any]) -> list[str]:
     skipped = f"; {unhashed} not hashed (missing or over the size cap)" if unhashed else ""
     return [
         f"- git commit: `{prov['git_commit']}`{dirty}",
-        f"- software: janus {prov['janus_version']}, python {prov['python']} "
-        f"({prov['platform']}); {deps}",
+        (f"- software: janus {prov['janus_version']}, python {prov['python']} "
+         f"({prov['platform']}); {deps}"),
         f"- options sha256: `{prov['config_sha256'] or 'n/a'}` (the step's resolved options)",
-        f"- inputs: {n} files, {total:,} bytes, sha256 of their (path, size, sha256) list: "
-        f"`{prov['inputs_sha256']}`{skipped}",
+        (f"- inputs: {n} files, {total:,} bytes, sha256 of their (path, size, sha256) list: "
+         f"`{prov['inputs_sha256']}`{skipped}"),
     ]
 
 

@@ -109,7 +109,7 @@ def test_footer_lines_name_every_part(tmp_path: Path) -> None:
     assert f"janus {janus.__version__}, python {platform.python_version()}" in text
     assert f"torch {torch.__version__}" in text
     assert f"options sha256: `{prov['config_sha256']}`" in text
-    assert f"inputs: 2 files, 2 bytes" in text and prov["inputs_sha256"] in text
+    assert "inputs: 2 files, 2 bytes" in text and prov["inputs_sha256"] in text
     assert "1 not hashed" in text
 
 

@@ -128,7 +128,6 @@ BASELINES = [d for d in DETECTORS if d not in JANUS_KINDS]
 # (tests/test_workflow.py checks that both agree).
 
 
-
 def _janus_init():
     """The source tree's janus/__init__.py (a local path, fetched first for a remote
     module), or None where the workflow folder was copied without the package."""

@@ -9,7 +9,7 @@ rule synth:
     log:
         "logs/synth/{site}.log",
     benchmark:
-        "logs/benchmarks/synth/{site}.tsv",
+        "logs/benchmarks/synth/{site}.tsv"
     conda:
         "../envs/janus.yaml"
     threads: 1
@@ -32,7 +32,7 @@ rule download:
     log:
         "logs/download/{dataset}.log",
     benchmark:
-        "logs/benchmarks/download/{dataset}.tsv",
+        "logs/benchmarks/download/{dataset}.tsv"
     conda:
         "../envs/janus.yaml"
     threads: res("download", "threads")
@@ -63,7 +63,7 @@ rule extract:
     log:
         "logs/extract/{dataset}.log",
     benchmark:
-        "logs/benchmarks/extract/{dataset}.tsv",
+        "logs/benchmarks/extract/{dataset}.tsv"
     conda:
         "../envs/janus.yaml"
     threads: res("extract", "threads")
@@ -94,7 +94,7 @@ rule labels:
     log:
         "logs/labels/{dataset}.log",
     benchmark:
-        "logs/benchmarks/labels/{dataset}.tsv",
+        "logs/benchmarks/labels/{dataset}.tsv"
     conda:
         "../envs/janus.yaml"
     threads: res("labels", "threads")
@@ -118,7 +118,7 @@ rule splits:
     log:
         "logs/splits/{dataset}/seed{seed}.log",
     benchmark:
-        "logs/benchmarks/splits/{dataset}/seed{seed}.tsv",
+        "logs/benchmarks/splits/{dataset}/seed{seed}.tsv"
     conda:
         "../envs/janus.yaml"
     threads: 1

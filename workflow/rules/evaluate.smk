@@ -19,7 +19,7 @@ rule evaluate:
     log:
         "logs/evaluate/{source}/seed{seed}.log",
     benchmark:
-        "logs/benchmarks/evaluate/{source}/seed{seed}.tsv",
+        "logs/benchmarks/evaluate/{source}/seed{seed}.tsv"
     conda:
         "../envs/janus.yaml"
     threads: 1

@@ -24,7 +24,7 @@ rule train:
     log:
         "logs/train/{jdet}/{dataset}/seed{seed}_sigma{sigma}.log",
     benchmark:
-        "logs/benchmarks/train/{jdet}/{dataset}/seed{seed}_sigma{sigma}.tsv",
+        "logs/benchmarks/train/{jdet}/{dataset}/seed{seed}_sigma{sigma}.tsv"
     conda:
         "../envs/janus.yaml"
     threads: res("train", "threads")
@@ -59,7 +59,7 @@ rule score:
     log:
         "logs/score/{jdet}/{source}/seed{seed}.log",
     benchmark:
-        "logs/benchmarks/score/{jdet}/{source}/seed{seed}.tsv",
+        "logs/benchmarks/score/{jdet}/{source}/seed{seed}.tsv"
     conda:
         "../envs/janus.yaml"
     threads: res("score", "threads")
@@ -99,7 +99,7 @@ rule baseline:
     log:
         "logs/baseline/{baseline}/{source}/seed{seed}.log",
     benchmark:
-        "logs/benchmarks/baseline/{baseline}/{source}/seed{seed}.tsv",
+        "logs/benchmarks/baseline/{baseline}/{source}/seed{seed}.tsv"
     conda:
         "../envs/janus.yaml"
     threads: res("baseline", "threads")

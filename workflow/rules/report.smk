@@ -46,7 +46,7 @@ rule report:
     log:
         "logs/report/report.log",
     benchmark:
-        "logs/benchmarks/report/report.tsv",
+        "logs/benchmarks/report/report.tsv"
     conda:
         "../envs/janus.yaml"
     threads: 1
