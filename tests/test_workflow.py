@@ -546,6 +546,8 @@ def test_schema_knows_every_detector_and_which_take_epochs():
         keys = set(spec["properties"])
         assert keys <= set(CLASSES[name].defaults), name
         assert ("epochs" in keys) == ("epochs" in CLASSES[name].defaults), name
+        # Which jobs wait for the packet tensors (baseline_packets in common.smk).
+        assert spec.get("x-inputs", "features") == CLASSES[name].inputs, name
 
 
 def test_post_deploy_installs_the_given_source(tmp_path):
