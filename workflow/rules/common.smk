@@ -504,7 +504,9 @@ BASELINE_SPECS = {
     for name, spec in SCHEMA["properties"]["baselines"]["properties"].items()
     if spec.get("type") == "object"
 }
-BASELINE_KEYS = {name: set(spec.get("properties", {})) for name, spec in BASELINE_SPECS.items()}
+BASELINE_KEYS = {
+    name: set(spec.get("properties", {})) for name, spec in BASELINE_SPECS.items()
+}
 BASELINE_INPUTS = {
     name: spec.get("x-inputs", "features") for name, spec in BASELINE_SPECS.items()
 }
