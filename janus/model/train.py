@@ -380,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--ot-reg", type=float, default=d.ot_reg,
                    help=f"--ot sinkhorn: entropic regularisation relative to the cost spread (default {d.ot_reg})")
     m.add_argument("--full-attention", action="store_true", help="ablation: every token sees every packet")
+    m.add_argument("--packets-see-flow", action="store_true",
+                   help="ablation: packets also attend to the FLOW token, so the flag head reads "
+                        "the flow's flag counts (the layout before issue 10)")
     o = p.add_argument_group("optimisation")
     t = TrainOptions()
     o.add_argument("--epochs", type=int, default=t.epochs, help=f"maximum epochs (default {t.epochs})")
@@ -412,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
 def model_config_from_args(args: argparse.Namespace) -> ModelConfig:
     return ModelConfig(max_packets=args.max_packets, d_model=args.d_model, n_layers=args.n_layers,
                        n_heads=args.n_heads, sigma=args.sigma, lambda_disc=args.lambda_disc,
-                       ot=args.ot, ot_reg=args.ot_reg, causal=not args.full_attention)
+                       ot=args.ot, ot_reg=args.ot_reg, causal=not args.full_attention,
+                       packets_see_flow=args.packets_see_flow)
 
 
 def run(args: argparse.Namespace) -> int:

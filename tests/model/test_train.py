@@ -112,7 +112,7 @@ def test_joint_loss_ignores_padding_values(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("overrides", [{"lambda_disc": 0.0}, {"ot": "none"}, {"ot": "sinkhorn"},
-                                       {"causal": False}])
+                                       {"causal": False}, {"packets_see_flow": True}])
 def test_ablation_switches_train(tmp_path: Path, overrides: dict) -> None:
     ds = load_dataset(mixed_dataset(tmp_path, 16, 0, T))
     stats = FeatureStats.fit(ds, np.arange(16), T)
@@ -128,6 +128,18 @@ def test_ablation_switches_train(tmp_path: Path, overrides: dict) -> None:
     else:
         assert loss.item() == pytest.approx(cont.item() + disc.item())
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("flags, expected", [([], False), (["--packets-see-flow"], True)])
+def test_cli_flag_head_switch_reaches_the_model_config(flags: list[str], expected: bool) -> None:
+    """``--packets-see-flow`` (the old flag head, for the ablation) is off unless asked for,
+    and it reaches the config the checkpoint stores and scoring rebuilds the model from."""
+    args = train.build_parser().parse_args(["--data", "d", "--splits", "s", "--out", "o", *flags])
+    cfg = train.model_config_from_args(args)
+    assert cfg.packets_see_flow is expected
+    assert ModelConfig.from_dict(cfg.to_dict()).packets_see_flow is expected
+    net = train.JanusNet(cfg)
+    assert net.attention(torch.tensor([3]), 3) == ("causal" if expected else "flow_apart")
 
 
 def _structured_batch(tmp_path: Path, n: int = 24) -> tuple[train.Prepared, train.Batch]:

@@ -407,6 +407,7 @@ TRAIN_FLAGS = " ".join(
             optional_flags("train", ["patience", "min_delta", "max_train_flows"]),
             optional_flags("model", ["ot", "ot_reg"]),
             "" if config["model"]["causal"] else "--full-attention",
+            "--packets-see-flow" if config["model"]["packets_see_flow"] else "",
         ],
     )
 )
