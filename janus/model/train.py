@@ -18,12 +18,21 @@ One joint loss per minibatch (:func:`joint_loss`):
   ablation, the flag head is not trained).
 
 Optimisation: AdamW, per optimiser step a linear warm-up over ``--warmup-fraction`` of the
-total steps (``--epochs`` x batches per epoch: the budget, so the cosine is laid out over the
-maximum run) then cosine decay to 10 % of ``--lr``; gradient-norm clipping; early stopping
-on the benign validation loss (evaluated with a fixed noise seed so epochs are comparable):
-training stops after ``--patience`` epochs without a relative improvement of at least
-``--min-delta`` over the best loss so far. Randomness comes from ``--seed`` only: the same
-seed, data, options and thread count give bit-identical weights on CPU.
+total steps (``--epochs`` x batches per epoch: the maximum run), then ``--schedule``:
+
+* ``cosine``: cosine decay to 10 % of ``--lr`` at the end of the maximum run. The lowest
+  losses come only as the learning rate anneals, at the very end, so early stopping can fire
+  only on a noisy stretch before it;
+* ``plateau``: ``--lr`` until the validation loss stops improving, then the learning rate
+  falls by a factor ``sqrt(10)`` each time it plateaus again, down to the same 10 % floor,
+  and early stopping fires at the plateau on the floor: the run ends when it has converged,
+  not when the budget does.
+
+A plateau is ``--patience`` epochs without a relative improvement of at least
+``--min-delta`` over the best validation loss so far (evaluated with a fixed noise seed so
+epochs are comparable); under ``cosine`` the first plateau stops the run. Gradient-norm
+clipping throughout. Randomness comes from ``--seed`` only: the same seed, data, options and
+thread count give bit-identical weights on CPU.
 
 Outputs in ``RUN_DIR``: ``model.pt`` (the epoch with the lowest validation loss; what
 ``janus score`` reads), ``last.pt`` (the latest epoch, for ``--resume``), ``loss.csv`` (one
@@ -65,6 +74,11 @@ LOSS_COLUMNS = ("epoch", "train_loss", "train_cont", "train_disc", "val_loss", "
 #: The columns kept per epoch in the checkpoint's history (``best`` and ``early_stop`` are
 #: derived from the training state when ``loss.csv`` is written).
 HISTORY_COLUMNS = LOSS_COLUMNS[:9]
+SCHEDULES = ("cosine", "plateau")
+#: Both schedules end at this share of the peak learning rate; ``plateau`` reaches it in two
+#: cuts by PLATEAU_FACTOR.
+LR_FLOOR = 0.1
+PLATEAU_FACTOR = 10.0 ** -0.5
 
 
 @dataclass
@@ -79,6 +93,7 @@ class TrainOptions:
     warmup_steps: int | None = None  # explicit warm-up steps instead of the fraction (old runs: 200)
     patience: int = 5  # epochs without a better validation loss before stopping
     min_delta: float = 0.0  # relative improvement of the best validation loss that counts
+    schedule: str = "cosine"  # after the warm-up: cosine (over the maximum run) or plateau
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"
@@ -88,6 +103,8 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if not 0.0 < self.warmup_fraction <= 1.0:
             raise ConfigError(f"--warmup-fraction must be in (0, 1], got {self.warmup_fraction}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not 0.0 <= self.min_delta < 1.0:
             raise ConfigError(f"--min-delta must be in [0, 1), got {self.min_delta}")
         if self.warmup_steps is not None and self.warmup_steps < 1:
@@ -124,14 +141,18 @@ def warmup_steps(total: int, opts: TrainOptions) -> int:
     return max(1, min(total, math.ceil(opts.warmup_fraction * total)))
 
 
-def lr_at(step: int, total: int, opts: TrainOptions) -> float:
+def lr_at(step: int, total: int, opts: TrainOptions, scale: float = 1.0) -> float:
     """Learning rate of optimiser step ``step`` (0-based) of ``total``: linear warm-up to
-    ``opts.lr`` over :func:`warmup_steps`, then cosine decay to ``0.1 * opts.lr`` at ``total``."""
+    ``opts.lr`` over :func:`warmup_steps`, then (``cosine``) cosine decay to ``LR_FLOOR *
+    opts.lr`` at ``total`` or (``plateau``) ``scale * opts.lr``, ``scale`` being the plateau
+    cuts so far (1, 1/sqrt(10), 0.1)."""
     warmup = warmup_steps(total, opts)
     if step < warmup:
         return opts.lr * (step + 1) / warmup
+    if opts.schedule == "plateau":
+        return opts.lr * scale
     progress = min(1.0, (step + 1 - warmup) / max(1, total - warmup))
-    return opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return opts.lr * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def joint_loss(
@@ -230,7 +251,7 @@ def fit(
     model = JanusNet(cfg).to(device)
     optimizer = make_optimizer(model, opts)
     state: dict[str, Any] = {"step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
-                             "stop_epoch": None, "history": []}
+                             "stop_epoch": None, "lr_scale": 1.0, "history": []}
     start_epoch = 0
     if resume:
         ckpt = load_checkpoint(out_dir / "last.pt")
@@ -239,7 +260,7 @@ def fit(
                               f"({ckpt['config']} vs {cfg.to_dict()})")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        state = {"stop_epoch": None, **ckpt["train_state"]}
+        state = {"stop_epoch": None, "lr_scale": 1.0, **ckpt["train_state"]}
         start_epoch = int(ckpt["epoch"]) + 1
         log.info("resuming %s at epoch %d", out_dir, start_epoch)
     else:
@@ -263,7 +284,7 @@ def fit(
         bar = tqdm(length_batches(train.lengths, opts.batch_size, rng), desc=f"epoch {epoch}",
                    unit="batch", leave=False, disable=opts.disable_progress)
         for idx in bar:
-            lr = lr_at(state["step"], total_steps, opts)
+            lr = lr_at(state["step"], total_steps, opts, state["lr_scale"])
             parts = train_step(run_model, optimizer, train.batch(idx).to(device), cfg, gen, lr,
                                opts.grad_clip)
             if not math.isfinite(parts[0]):
@@ -282,7 +303,13 @@ def fit(
         improved = val_parts[0] < state["best_val"]
         state["bad_epochs"] = 0 if significant else state["bad_epochs"] + 1
         if state["bad_epochs"] >= opts.patience:
-            state["stop_epoch"] = epoch
+            if opts.schedule == "plateau" and state["lr_scale"] > LR_FLOOR * (1 + 1e-9):
+                state["lr_scale"] = max(LR_FLOOR, state["lr_scale"] * PLATEAU_FACTOR)
+                state["bad_epochs"] = 0
+                log.info("epoch %d: plateau, learning rate cut to %.3g", epoch,
+                         opts.lr * state["lr_scale"])
+            else:
+                state["stop_epoch"] = epoch
         if improved:
             state.update(best_val=float(val_parts[0]), best_epoch=epoch)
             save_checkpoint(out_dir / "model.pt", model, optimizer, cfg, epoch, opts.seed, stats, state,
@@ -316,7 +343,7 @@ def training_summary(state: dict[str, Any], opts: TrainOptions, n_train: int, n_
         "early_stopped": state["stop_epoch"] is not None, "stop_epoch": state["stop_epoch"],
         "patience": opts.patience, "min_delta": opts.min_delta,
         "steps": state["step"], "steps_per_epoch": n_batches, "total_steps": total,
-        "warmup_fraction": opts.warmup_fraction,
+        "warmup_fraction": opts.warmup_fraction, "schedule": opts.schedule,
         "warmup_steps": warmup_steps(total, opts),
         "lr": opts.lr, "last_lr": history[-1][HISTORY_COLUMNS.index("lr")] if history else None,
         "ot": cfg.ot, "seconds": secs,
@@ -395,8 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--warmup-steps", type=int, default=None,
                    help="explicit warm-up steps instead of --warmup-fraction (runs before the "
                         "fraction used 200, even past the last step)")
+    o.add_argument("--schedule", choices=SCHEDULES, default=t.schedule,
+                   help="learning rate after the warm-up: cosine = decay to 10 %% over --epochs; "
+                        "plateau = --lr, cut by sqrt(10) at each plateau down to 10 %%, early stop "
+                        f"at the plateau there (default {t.schedule})")
     o.add_argument("--patience", type=int, default=t.patience,
-                   help=f"stop after this many epochs without a better val loss (default {t.patience})")
+                   help="epochs without a better val loss that make a plateau: stop (cosine, or "
+                        f"plateau at the floor) or cut the learning rate (default {t.patience})")
     o.add_argument("--min-delta", type=float, default=t.min_delta,
                    help="relative val-loss gain over the best that resets the patience "
                         f"(default {t.min_delta})")
@@ -425,7 +457,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = model_config_from_args(args)
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         weight_decay=args.weight_decay, warmup_fraction=args.warmup_fraction,
-                        warmup_steps=args.warmup_steps,
+                        warmup_steps=args.warmup_steps, schedule=args.schedule,
                         patience=args.patience, min_delta=args.min_delta, grad_clip=args.grad_clip,
                         seed=args.seed, device=args.device, compile=args.compile)
     resolve_device(opts.device)  # fail before loading data

@@ -50,7 +50,7 @@ def test_warmup_is_a_fraction_of_the_total_steps(total: int, fraction: float, ex
 
 
 @pytest.mark.parametrize("bad", [{"warmup_fraction": 0.0}, {"warmup_fraction": 1.5}, {"min_delta": -0.1},
-                                 {"warmup_steps": 0}, {"patience": 0}])
+                                 {"warmup_steps": 0}, {"patience": 0}, {"schedule": "step"}])
 def test_bad_train_options_are_config_errors(bad: dict) -> None:
     with pytest.raises(ConfigError, match="--"):
         TrainOptions(**bad)
@@ -268,6 +268,32 @@ def test_min_delta_gains_do_not_reset_the_patience(tmp_path: Path, monkeypatch: 
     assert load_checkpoint(tmp_path / "run" / "model.pt")["epoch"] == 3
     summary, _ = _scripted_fit(tmp_path / "b", monkeypatch, losses, patience=3, min_delta=0.0)
     assert not summary["early_stopped"] and summary["best_epoch"] == 5
+
+
+def test_plateau_schedule_cuts_the_lr_at_each_plateau_and_stops_on_the_floor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plateaus (2 epochs without a gain) end epochs 3, 6 and 9: two cuts by sqrt(10) reach
+    # the 10 % floor, and the third plateau, on the floor, stops the run.
+    losses = [1.0, 0.9, 0.95, 0.95, 0.8, 0.85, 0.85, 0.7, 0.75, 0.75, 0.6, 0.5, 0.4, 0.3]
+    summary, _ = _scripted_fit(tmp_path, monkeypatch, losses, patience=2, schedule="plateau",
+                               lr=1e-3, warmup_fraction=0.05)  # 3 of 42 steps: epoch 0
+    assert summary["stop_epoch"] == 9 and summary["best_epoch"] == 7 and summary["epochs"] == 10
+    rows = _read_loss_csv(tmp_path / "run" / "loss.csv")
+    expected = [1e-3] * 4 + [1e-3 / math.sqrt(10)] * 3 + [1e-4] * 3
+    np.testing.assert_allclose([r["lr"] for r in rows], expected, rtol=1e-5)
+    assert [r["early_stop"] for r in rows] == [0] * 9 + [1]
+    assert summary["last_lr"] == pytest.approx(1e-4) and summary["schedule"] == "plateau"
+    # The same losses under the cosine: the first plateau ends the run.
+    summary, _ = _scripted_fit(tmp_path / "c", monkeypatch, losses, patience=2, schedule="cosine")
+    assert summary["stop_epoch"] == 3 and summary["best_epoch"] == 1
+
+
+def test_plateau_lr_is_constant_after_the_warm_up() -> None:
+    o = TrainOptions(lr=1.0, warmup_fraction=0.05, schedule="plateau")
+    assert lr_at(0, 200, o) == pytest.approx(0.1) and lr_at(9, 200, o) == pytest.approx(1.0)
+    assert lr_at(10, 200, o) == lr_at(199, 200, o) == lr_at(500, 200, o) == 1.0
+    assert lr_at(150, 200, o, scale=0.1) == pytest.approx(0.1)
+    assert lr_at(5, 200, o, scale=0.1) == pytest.approx(0.6)  # the warm-up ignores the scale
 
 
 def test_lr_schedule_warms_up_over_the_fraction_and_decays_by_the_end(
