@@ -404,6 +404,7 @@ TRAIN_FLAGS = " ".join(
         None,
         [
             optional_flags("train", ["epochs", "batch_size", "lr", "warmup_fraction"]),
+            optional_flags("train", ["schedule"]),
             optional_flags("train", ["patience", "min_delta", "max_train_flows"]),
             optional_flags("model", ["ot", "ot_reg"]),
             "" if config["model"]["causal"] else "--full-attention",
