@@ -149,7 +149,7 @@ def help_options(step: str) -> set[str]:
     """Option strings of ``janus STEP`` (from the parser itself, not the help text)."""
     import importlib
 
-    mod = importlib.import_module(f"janus.{step}")
+    mod = importlib.import_module(f"janus.model.{step}")  # janus.STEP is a shim of main only
     return {o for a in mod.build_parser()._actions for o in a.option_strings}
 
 
@@ -279,10 +279,10 @@ def train_and_score(st: Settings, vs: list[Variant]) -> dict[str, float]:
              for x in (f"--{key.replace('_', '-')}", str(t[key]))]
     timings: dict[str, float] = {}
     tasks = []
-    for v in vs:
-        tk, sk = train_key(v, vs), score_key(v, vs)
-        for src, seed in itertools.product(st.sites, st.seeds):
-            tasks.append((v, tk, sk, src, seed))
+    # Seed-major order: every variant's models of a seed finish before the next seed starts,
+    # so a run cut short still compares the variants on the same seeds.
+    for seed, src, v in itertools.product(st.seeds, st.sites, vs):
+        tasks.append((v, train_key(v, vs), score_key(v, vs), src, seed))
     seen: set[tuple] = set()
     unique = []
     for task in tasks:
@@ -294,7 +294,8 @@ def train_and_score(st: Settings, vs: list[Variant]) -> dict[str, float]:
     def one(task) -> None:
         v, tk, sk, src, seed = task
         run = st.work / "runs" / tk / src / f"seed{seed}"
-        if not (run / "model.pt").exists():
+        # train_summary.json is written when the loop ends: a killed run's model.pt is redone.
+        if not (run / "train_summary.json").exists():
             lam = 0.0 if v.detector == "janus_cont" else m["lambda_disc"]
             t0 = time.perf_counter()
             run_cmd(janus("janus.model.train", "--data", str(data_dir(st, src)), "--splits",
