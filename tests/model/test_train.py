@@ -272,16 +272,18 @@ def test_min_delta_gains_do_not_reset_the_patience(tmp_path: Path, monkeypatch: 
 
 def test_plateau_schedule_cuts_the_lr_at_each_plateau_and_stops_on_the_floor(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Plateaus (2 epochs without a gain) end epochs 3, 6 and 9: two cuts by sqrt(10) reach
-    # the 10 % floor, and the third plateau, on the floor, stops the run.
-    losses = [1.0, 0.9, 0.95, 0.95, 0.8, 0.85, 0.85, 0.7, 0.75, 0.75, 0.6, 0.5, 0.4, 0.3]
+    # Plateaus (2 epochs without a gain) end epochs 3, 7 and 11: two cuts by sqrt(10) reach
+    # the 10 % floor, and the third plateau, on the floor, stops the run. The epoch after each
+    # cut gains nothing, so a cut that did not restart the count would cut again at once.
+    losses = [1.0, 0.9, 0.95, 0.95, 0.92, 0.8, 0.85, 0.85, 0.82, 0.7, 0.75, 0.75, 0.6, 0.5,
+              0.4, 0.3]
     summary, _ = _scripted_fit(tmp_path, monkeypatch, losses, patience=2, schedule="plateau",
-                               lr=1e-3, warmup_fraction=0.05)  # 3 of 42 steps: epoch 0
-    assert summary["stop_epoch"] == 9 and summary["best_epoch"] == 7 and summary["epochs"] == 10
+                               lr=1e-3, warmup_fraction=0.05)  # 3 of 48 steps: epoch 0
+    assert summary["stop_epoch"] == 11 and summary["best_epoch"] == 9 and summary["epochs"] == 12
     rows = _read_loss_csv(tmp_path / "run" / "loss.csv")
-    expected = [1e-3] * 4 + [1e-3 / math.sqrt(10)] * 3 + [1e-4] * 3
+    expected = [1e-3] * 4 + [1e-3 / math.sqrt(10)] * 4 + [1e-4] * 4
     np.testing.assert_allclose([r["lr"] for r in rows], expected, rtol=1e-5)
-    assert [r["early_stop"] for r in rows] == [0] * 9 + [1]
+    assert [r["early_stop"] for r in rows] == [0] * 11 + [1]
     assert summary["last_lr"] == pytest.approx(1e-4) and summary["schedule"] == "plateau"
     # The same losses under the cosine: the first plateau ends the run.
     summary, _ = _scripted_fit(tmp_path / "c", monkeypatch, losses, patience=2, schedule="cosine")
