@@ -156,7 +156,7 @@ def _add_score_options(sp: argparse.ArgumentParser, prefix: str, required: bool)
                     default=None if required else [],
                     help=f"SCORES.parquet (flow_id, score) to write, one per --{prefix}data")
     sp.add_argument(f"--{prefix}splits", type=Path, nargs="+", default=None,
-                    help=f"score only the 'val' and 'test' flows of this SPLITS.npz, one per "
+                    help=f"score only the 'val', 'cal' and 'test' flows of this SPLITS.npz, one per "
                     f"--{prefix}data (default: every flow)")
 
 
@@ -212,7 +212,7 @@ def train_detector(args: argparse.Namespace, x: FlowData | np.ndarray) -> Detect
 def score_dataset(det: Detector, x: FlowData | np.ndarray, out: Path,
                   splits: Path | None = None) -> None:
     """Score the flows ``x`` of one dataset (:class:`FlowData` or features ``(N, 20)``; only
-    'val' + 'test' of ``splits`` when given) and write ``out`` with columns ``flow_id, score``."""
+    'val' + 'cal' + 'test' of ``splits`` when given) and write ``out`` with columns ``flow_id, score``."""
     import pyarrow as pa
 
     from janus.datasets.splits import load_splits
@@ -221,8 +221,8 @@ def score_dataset(det: Detector, x: FlowData | np.ndarray, out: Path,
     x = as_flow_data(x)
     if splits is not None:
         parts = load_splits(splits)
-        ids = np.union1d(parts["val"], parts["test"]).astype(np.int64)
-        x = _take(x, ids, f"'val'/'test' of {splits}")
+        ids = np.union1d(np.union1d(parts["val"], parts["cal"]), parts["test"]).astype(np.int64)
+        x = _take(x, ids, f"'val'/'cal'/'test' of {splits}")
     else:
         ids = np.arange(len(x), dtype=np.int64)
         x = x.take(ids)

@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, nargs="+",
                    help="output SCORES.parquet (flow_id + 10 scores, 17 with --extended), one per --data")
     p.add_argument("--splits", type=Path, default=None, nargs="+",
-                   help="score only the val and test flows of this SPLITS.npz, one per --data "
+                   help="score only the val, cal and test flows of this SPLITS.npz, one per --data "
                    "(default: every flow)")
     d = ScoreOptions()
     p.add_argument("--mode", choices=MODES, default=d.mode,
@@ -288,14 +288,14 @@ def score_dataset(
     batch_size: int = 1024, device: torch.device | str = "cpu",
     opts: ScoreOptions = ScoreOptions(),
 ) -> int:
-    """Score the flows of dataset folder ``data`` (only val + test of ``splits`` when given)
-    and write ``out`` (flow_id + :attr:`ScoreOptions.columns`); returns the flow count."""
+    """Score the flows of dataset folder ``data`` (only val + cal + test of ``splits`` when
+    given) and write ``out`` (flow_id + :attr:`ScoreOptions.columns`); returns the flow count."""
     import pyarrow as pa
 
     ds = load_dataset(data)
     if splits is not None:
         parts = load_splits(splits)
-        flow_ids = np.union1d(parts["val"], parts["test"]).astype(np.int64)
+        flow_ids = np.union1d(np.union1d(parts["val"], parts["cal"]), parts["test"]).astype(np.int64)
         if len(flow_ids) and flow_ids.max() >= ds.n_flows:
             raise JanusError(f"{splits}: flow id {flow_ids.max()} >= {ds.n_flows} flows of "
                              f"{data}; the splits belong to another dataset")

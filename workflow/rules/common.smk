@@ -397,7 +397,7 @@ def optional_flags(section, names):
 
 STORE_FLAGS = optional_flags("extract", ["store", "store_min_flows", "shard_flows"])
 SPLIT_FLAGS = optional_flags(
-    "splits", ["n_train", "n_val", "n_test_benign", "n_test_attack"]
+    "splits", ["n_train", "n_val", "n_cal", "n_test_benign", "n_test_attack"]
 )
 TRAIN_FLAGS = " ".join(
     filter(
