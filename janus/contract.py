@@ -102,6 +102,17 @@ FLOW_FEATURE_DOCS: dict[str, str] = {
 N_FLOW_FEATURES = len(FLOW_FEATURES)
 assert N_FLOW_FEATURES == 20 and set(FLOW_FEATURE_DOCS) == set(FLOW_FEATURES)
 
+#: Seconds per unit of the time features in the fixed transform ``sign(x) log1p(|x| / s)``
+#: (microseconds: a 1 us gap is one unit).
+TIME_SCALE_S = 1e-6
+_FLOW_TIME = {"duration", "iat_mean", "iat_std", "iat_max", "active_mean", "idle_mean"}
+_FLOW_IDENTITY = {"fwd_ratio"}
+#: Per-feature scale ``s`` of that transform (``janus.model.data.FLOW_SCALE`` as a tuple, here
+#: so that label-free steps need not import torch); ``0`` = identity.
+FLOW_LOG_SCALE: tuple[float, ...] = tuple(
+    0.0 if f in _FLOW_IDENTITY else TIME_SCALE_S if f in _FLOW_TIME else 1.0 for f in FLOW_FEATURES
+)
+
 # --------------------------------------------------------------------------- tables
 #: Columns of ``flows.parquet``, with their Arrow types. Addresses are text
 #: (dotted quad or RFC 5952 IPv6); ports are 0 for protocols without ports.

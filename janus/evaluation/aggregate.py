@@ -1,8 +1,31 @@
 """The aggregate step: a d-dimensional score vector per flow -> one anomaly scalar per flow.
 
-Every aggregator is fitted on the scores of the **benign validation** flows only
-(``val`` in the target's ``SPLITS.npz``) and never sees a label: this module takes no
-labels argument and opens no labels file, which ``tests/test_evaluate.py`` checks.
+Every aggregator is fitted on the scores of the **benign calibration** flows only (``cal``
+in the target's ``SPLITS.npz``, disjoint from the ``val`` flows that stopped the model's
+training; ``val`` for a splits file older than ``cal``) and never sees a label: this module
+takes no labels argument and opens no labels file, which ``tests/test_evaluate.py`` checks.
+
+Cross-fitting. The evaluation sets the P95/P99 thresholds at percentiles of the aggregated
+score of the same ``cal`` flows; the distance of a flow the covariance was fitted on is
+smaller than that of a fresh flow, so in-sample percentiles give thresholds that flag more
+than 5 % / 1 % of new benign flows. The value written for a ``cal`` flow is therefore the
+out-of-fold one: ``cal`` is cut into :data:`CAL_FOLDS` folds (alternate flows in id order)
+and each fold is scored by the aggregator fitted on the others. Every other flow (val, test)
+gets the aggregator fitted on all of ``cal``. Fitted on fewer flows, the fold aggregators
+spread a little wider, so the thresholds err on the conservative side.
+
+Two more scalars are written here (``janus evaluate`` asks for them):
+
+* ``oas_source`` (:data:`SOURCE_COLUMN`) -- the *uncalibrated* transfer: the OAS aggregator
+  fitted on the **source** dataset's ``cal`` scores (the model's own training site), applied
+  unchanged to the target; its thresholds are the source's cross-fitted ``cal`` percentiles,
+  stored in the file's schema metadata (:data:`THRESHOLDS_KEY`) for the evaluation to use.
+  No target flow informs it. ``oas`` (refitted on the target's benign ``cal``) is the
+  *calibrated cross-domain transfer*; neither is zero-shot in the sense of "no target data"
+  except ``oas_source``.
+* the model-free control (:func:`feature_oas_file`): the same OAS Mahalanobis distance on the
+  20 flow features themselves (the fixed log transform of the baselines, z-scored and fitted
+  on the target's ``cal`` flows, two-sided): what target calibration achieves with no model.
 
 Methods (all: higher = more anomalous):
 
@@ -68,6 +91,7 @@ The outputs are distances (square roots), not the squared forms sklearn's
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,7 +101,7 @@ import numpy as np
 
 from janus import contract
 from janus.cli import run_main
-from janus.datasets.splits import load_splits
+from janus.datasets.splits import calibration_ids, load_splits
 from janus.errors import JanusError
 from janus.io import read_parquet, write_parquet
 
@@ -98,6 +122,14 @@ DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {
     "terminal_norm": ("terminal_flow", "terminal_packet"),
 }
 
+#: Folds of the cross-fitted calibration scores (see the module docstring).
+CAL_FOLDS = 2
+#: The uncalibrated transfer's column: OAS fitted on the source's calibration flows.
+SOURCE_COLUMN = "oas_source"
+#: Schema-metadata key of a scores file holding thresholds set elsewhere:
+#: JSON ``{column: {"95": t, "99": t, "from": text}}``.
+THRESHOLDS_KEY = "janus.thresholds"
+#: The control's options: a feature far from the benign centre in either direction counts.
 #: Validation standard deviations below this are treated as a constant column.
 _MIN_STD = 1e-12
 #: A column whose least-squares residual on the kept columns has an RMS below this (in units
@@ -128,6 +160,9 @@ class AggregateOptions:
 
 #: What ``oas_paper`` uses whatever the options: the paper's aggregator.
 PAPER_OPTIONS = AggregateOptions(sided="two", collinear="keep", transform="none")
+#: The model-free control's options: a flow feature far from the benign centre in either
+#: direction is unusual (features have no "higher = more anomalous" orientation).
+CONTROL_OPTIONS = AggregateOptions(sided="two", collinear="exact", transform="none")
 
 
 @dataclass
@@ -306,21 +341,50 @@ def fit_aggregator(
     return agg
 
 
+def cross_fitted(
+    fit_scores: np.ndarray, scores: np.ndarray, fit_rows: np.ndarray | None, method: str,
+    columns: Sequence[str], options: AggregateOptions | None = None,
+) -> tuple[np.ndarray, Aggregator]:
+    """Fit ``method`` on ``fit_scores`` ``(n, d)`` and apply it to ``scores`` ``(N, d)``; the
+    rows ``fit_rows`` ``(n,)`` of ``scores`` (the fitted flows, in the order of ``fit_scores``)
+    get out-of-fold values instead (:data:`CAL_FOLDS` alternate folds, each scored by the
+    aggregator fitted on the others). ``fit_rows=None``, or too few flows for two per fold,
+    leaves every row in-sample. Returns ``((N,) scalars, the aggregator fitted on all)``."""
+    agg = fit_aggregator(fit_scores, method, columns, options)
+    out = agg.apply(scores)  # (N,)
+    n = len(fit_scores)
+    if fit_rows is None:
+        return out, agg
+    if n < 2 * CAL_FOLDS:
+        log.warning("%d calibration flows are too few to cross-fit %s: its thresholds are "
+                    "in-sample", n, method)
+        return out, agg
+    fold = np.arange(n) % CAL_FOLDS
+    for k in range(CAL_FOLDS):
+        part = fold == k
+        out[fit_rows[part]] = fit_aggregator(fit_scores[~part], method, columns,
+                                             options).apply(fit_scores[part])
+    return out, agg
+
+
 def aggregate_all(
     val_scores: np.ndarray, scores: np.ndarray, columns: Sequence[str],
     methods: Sequence[str] = METHODS, options: AggregateOptions | None = None,
+    fit_rows: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-    """Fit every method on ``val_scores`` ``(n, d)`` and apply it to ``scores`` ``(N, d)``.
+    """Fit every method on ``val_scores`` ``(n, d)`` (the calibration flows) and apply it to
+    ``scores`` ``(N, d)``; ``fit_rows`` ``(n,)``, the rows of ``scores`` the calibration flows
+    are, get their cross-fitted values (:func:`cross_fitted`).
 
     Returns ``({method: (N,) scalars}, {method: fitted stats})``; the stats include the
-    validation distribution of the aggregated scalar (percentiles 50/95/99).
+    calibration distribution of the aggregated scalar (percentiles 50/95/99; cross-fitted
+    when ``fit_rows`` is given).
     """
     out: dict[str, np.ndarray] = {}
     stats: dict[str, dict] = {}
     for method in methods:
-        agg = fit_aggregator(val_scores, method, columns, options)
-        out[method] = agg.apply(scores)
-        v = agg.apply(val_scores)
+        out[method], agg = cross_fitted(val_scores, scores, fit_rows, method, columns, options)
+        v = agg.apply(val_scores) if fit_rows is None else out[method][fit_rows]
         stats[method] = dict(agg.stats, val_p50=float(np.percentile(v, 50)),
                              val_p95=float(np.percentile(v, 95)),
                              val_p99=float(np.percentile(v, 99)))
@@ -378,13 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="janus aggregate",
         description="Aggregate score vectors into scalars (oas, oas_paper, maxz, mahalanobis, "
-        "ledoit_wolf) fitted on the benign validation flows only. Reads no labels.",
+        "ledoit_wolf) fitted on the benign calibration flows only (cross-fitted on them). "
+        "Reads no labels.",
     )
     p.add_argument("--scores", required=True, type=Path,
                    help="SCORES.parquet: flow_id + score columns (higher = more anomalous)")
     p.add_argument("--splits", required=True, type=Path,
-                   help="the TARGET dataset's SPLITS.npz; its 'val' ids (benign validation) "
-                   "are the flows the aggregators are fitted on")
+                   help="the TARGET dataset's SPLITS.npz; its 'cal' ids (benign calibration; "
+                   "'val' in a file without 'cal') are the flows the aggregators are fitted on")
     p.add_argument("--out", required=True, type=Path,
                    help="AGG.parquet: flow_id, the method columns, then the input score columns")
     p.add_argument("--columns", nargs="+", default=None,
@@ -392,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "all are present, else every numeric column but flow_id)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
                    help="aggregation methods to write (default: all)")
+    p.add_argument("--source", nargs=2, type=Path, default=None, metavar=("RAW", "SPLITS"),
+                   help=f"also write {SOURCE_COLUMN}: OAS fitted on the 'cal' flows of the "
+                   "SOURCE dataset (RAW: the same model's scores file of its training dataset, "
+                   "SPLITS: that dataset's SPLITS.npz), the uncalibrated transfer")
     add_option_arguments(p)
     return p
 
@@ -419,8 +488,6 @@ def options_from_args(args: argparse.Namespace) -> AggregateOptions:
 
 def declared_aggregate_columns(scores_path: str | Path) -> list[str] | None:
     """The score columns a scores file asks to be aggregated (schema metadata), or None."""
-    import json
-
     import pyarrow.parquet as pq
 
     try:
@@ -435,8 +502,10 @@ def aggregate_file(
     scores_path: str | Path, splits_path: str | Path, out_path: str | Path,
     columns: Sequence[str] | None = None, methods: Sequence[str] = METHODS,
     options: AggregateOptions | None = None,
+    source: tuple[str | Path, str | Path] | None = None,
 ) -> dict[str, dict]:
-    """Aggregate one scores file into ``out_path``, fitted on the ``val`` ids of ``splits_path``.
+    """Aggregate one scores file into ``out_path``, fitted on the ``cal`` ids of ``splits_path``
+    (cross-fitted on those flows, see the module docstring).
 
     Reads exactly two files -- the scores Parquet and the TARGET's ``SPLITS.npz`` -- and never
     a label (``janus evaluate --aggregate`` calls this before it opens any labels file).
@@ -447,7 +516,9 @@ def aggregate_file(
     :data:`janus.contract.SCORE_COLUMNS` when all are present, else every numeric column but
     ``flow_id``. ``options`` shape every method but ``oas_paper`` (default
     :class:`AggregateOptions`). Rows are matched to the splits by ``flow_id``, never by
-    position. Returns ``{method: fitted stats}``.
+    position. ``source`` = (the source dataset's raw scores file of the same model, its
+    SPLITS.npz) adds :data:`SOURCE_COLUMN` with its thresholds in the schema metadata.
+    Returns ``{method: fitted stats}``.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -463,8 +534,9 @@ def aggregate_file(
         raise JanusError(f"{scores_path}: score columns {clash} clash with method names; "
                          "pass --columns without them")
     splits = load_splits(splits_path)
-    val_rows = rows_of(flow_id, splits["val"], f"{scores_path} vs 'val' of {splits_path}")
-    val = scores[val_rows]  # (n_val, d)
+    cal_ids = calibration_ids(splits, str(splits_path))
+    val_rows = rows_of(flow_id, cal_ids, f"{scores_path} vs 'cal' of {splits_path}")
+    val = scores[val_rows]  # (n_cal, d)
     finite = np.isfinite(scores)
     if not finite.all():
         bad = [cols[j] for j in np.flatnonzero(~finite.all(axis=0))]
@@ -477,16 +549,21 @@ def aggregate_file(
         raise JanusError(f"{scores_path}: column {cols[j]!r} is negative at flow_id "
                          f"{int(flow_id[row])} ({scores[row, j]:.4g}); transform "
                          f"{opts.transform!r} needs nonnegative scores, use --transform none")
-    log.info("%s: fitting %s on %d benign validation flows x %d columns %s, %s", scores_path,
+    log.info("%s: fitting %s on %d benign calibration flows x %d columns %s, %s", scores_path,
              list(methods), len(val_rows), len(cols), list(cols), opts)
-    log.info("validation column mean: %s", np.array2string(val.mean(0), precision=4))
-    log.info("validation column std:  %s", np.array2string(val.std(0), precision=4))
-    out, stats = aggregate_all(val, scores, cols, methods, opts)
+    log.info("calibration column mean: %s", np.array2string(val.mean(0), precision=4))
+    log.info("calibration column std:  %s", np.array2string(val.std(0), precision=4))
+    out, stats = aggregate_all(val, scores, cols, methods, opts, fit_rows=val_rows)
     for method, st in stats.items():
         log.info("%s: %s", method, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else
                                              f"{k}={v}" for k, v in st.items()))
     arrays = {"flow_id": pa.array(flow_id, pa.int64())}
     arrays.update({m: pa.array(out[m], pa.float64()) for m in methods})
+    metadata = {}
+    if source is not None:
+        src_out, thresholds = _source_fit(source, cols, scores, opts)
+        arrays[SOURCE_COLUMN] = pa.array(src_out, pa.float64())
+        metadata[THRESHOLDS_KEY] = json.dumps({SOURCE_COLUMN: thresholds})
     arrays.update({c: pa.array(scores[:, j], pa.float64()) for j, c in enumerate(cols)})
     # The extended path scores (janus score --extended) are reported, not aggregated: they pass
     # through, in the scores file's row order, so janus evaluate scores them beside the rest.
@@ -494,14 +571,89 @@ def aggregate_file(
     extra = [c for c in contract.EXTENDED_SCORE_COLUMNS if c in names and c not in cols]
     if extra:
         arrays.update(zip(extra, map(pa.array, read_score_table(scores_path, extra)[1].T)))
-    write_parquet(out_path, pa.table(arrays))
+    table = pa.table(arrays)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
+    write_parquet(out_path, table)
     log.info("wrote %s (%d flows)", out_path, len(flow_id))
     return stats
 
 
+def _source_fit(source: tuple[str | Path, str | Path], cols: Sequence[str], scores: np.ndarray,
+                opts: AggregateOptions) -> tuple[np.ndarray, dict]:
+    """The uncalibrated scalar: OAS fitted on the ``cal`` flows of ``source`` = (the source
+    dataset's raw scores file, its SPLITS.npz), applied to ``scores`` ``(N, d)`` (columns
+    ``cols``). Returns ``((N,) scalars, {"95", "99": the source's cross-fitted cal
+    percentiles, "from": text})``."""
+    src_path, src_splits_path = source
+    src_id, src_scores, src_cols = read_score_table(src_path, list(cols))
+    src_splits = load_splits(src_splits_path)
+    ids = calibration_ids(src_splits, str(src_splits_path))
+    rows = rows_of(src_id, ids, f"{src_path} vs 'cal' of {src_splits_path}")
+    if not np.isfinite(src_scores[rows]).all():
+        raise JanusError(f"{src_path}: NaN/inf scores on the calibration flows of "
+                         f"{src_splits_path}")
+    fit = src_scores[rows]  # (n_cal_source, d)
+    cal_out, agg = cross_fitted(fit, fit, np.arange(len(fit)), "oas", src_cols, opts)
+    out = agg.apply(scores)
+    thresholds = {str(q): float(np.percentile(cal_out, q)) for q in (95, 99)}
+    thresholds["from"] = f"cal of {src_splits_path} ({len(fit)} flows of {src_path})"
+    log.info("%s: OAS fitted on the source's %d calibration flows (%s): thresholds %s",
+             SOURCE_COLUMN, len(fit), src_path, thresholds)
+    return out, thresholds
+
+
+def read_thresholds(path: str | Path) -> dict[str, dict]:
+    """Thresholds a scores file carries for some columns (:data:`THRESHOLDS_KEY`), or {}."""
+    import pyarrow.parquet as pq
+
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(THRESHOLDS_KEY.encode())
+    except Exception:  # unreadable files get their precise error from read_score_table
+        return {}
+    return {} if raw is None else dict(json.loads(raw))
+
+
+def log_features(x: np.ndarray) -> np.ndarray:
+    """The baselines' fixed transform ``sign(x) log1p(|x| / s)`` of flow features ``(n, 20)``
+    (scales :data:`janus.contract.FLOW_LOG_SCALE`; identity where ``s = 0``)."""
+    scale = np.asarray(contract.FLOW_LOG_SCALE)
+    safe = np.where(scale > 0, scale, 1.0)
+    return np.where(scale > 0, np.sign(x) * np.log1p(np.abs(x) / safe), x)
+
+
+def feature_oas_file(features_path: str | Path, splits_path: str | Path,
+                     out_path: str | Path) -> dict:
+    """The model-free control: OAS Mahalanobis on the 20 flow features of
+    ``features_path`` (a ``flow_features.parquet``), log-transformed, z-scored and fitted on
+    the ``cal`` flows of ``splits_path`` (:data:`CONTROL_OPTIONS`, cross-fitted like every
+    aggregator). Writes ``flow_id, oas`` for the val, cal and test flows; reads no label.
+    Returns the fitted stats."""
+    import pyarrow as pa
+
+    from janus.detectors import read_flow_features
+
+    x = read_flow_features(Path(features_path).parent)  # (N, 20), row = flow_id
+    splits = load_splits(splits_path)
+    cal_ids = calibration_ids(splits, str(splits_path))
+    ids = np.union1d(np.union1d(splits["val"], cal_ids), splits["test"]).astype(np.int64)
+    if ids.size and ids.max() >= len(x):
+        raise JanusError(f"{splits_path}: flow id {int(ids.max())} >= {len(x)} flows of "
+                         f"{features_path}; the splits belong to another dataset")
+    z = log_features(x[ids])  # (n, 20)
+    fit_rows = rows_of(ids, cal_ids, f"{features_path} vs 'cal' of {splits_path}")
+    out, stats = aggregate_all(z[fit_rows], z, contract.FLOW_FEATURES, ("oas",),
+                               CONTROL_OPTIONS, fit_rows=fit_rows)
+    write_parquet(out_path, pa.table({"flow_id": pa.array(ids, pa.int64()),
+                                      "oas": pa.array(out["oas"], pa.float64())}))
+    log.info("feature-OAS control of %s fitted on %d calibration flows -> %s", features_path,
+             len(fit_rows), out_path)
+    return stats["oas"]
+
+
 def run(args: argparse.Namespace) -> int:
     aggregate_file(args.scores, args.splits, args.out, args.columns, args.methods,
-                   options_from_args(args))
+                   options_from_args(args), source=args.source)
     return 0
 
 

@@ -8,6 +8,12 @@ Conventions (the report's tables depend on them):
 * Thresholds come from the **benign validation** scores: the ``q``-th percentile with
   NumPy's default linear interpolation. A flow is flagged when ``score > threshold``
   (strictly), so at most ``100 - q`` percent of the validation flows are flagged.
+* Precision and F1 at a realistic attack prevalence ``pi`` (:func:`at_prevalence`) reweight
+  the test flows instead of subsampling them: with the test TPR and FPR of a threshold,
+  ``precision = pi TPR / (pi TPR + (1 - pi) FPR)``, the precision a stream with that share of
+  attacks would see (recall is the TPR whatever the prevalence).
+* Bootstrap intervals (:func:`bootstrap_auroc`) resample the benign and the attack test
+  flows separately (stratified), so every replicate has both classes in the test counts.
 * TPR at a fixed FPR reads the ROC curve (all operating points, ``drop_intermediate=False``)
   at exactly that FPR, interpolating linearly between the two operating points around it.
   Linear interpolation is the ROC convex combination: it is the TPR a randomised threshold
@@ -125,6 +131,39 @@ def tpr_at_fpr(y: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarr
         return float(tprs[i])
     w = (fpr - fprs[i]) / (fprs[i + 1] - fprs[i])
     return float(tprs[i] + w * (tprs[i + 1] - tprs[i]))
+
+
+def at_prevalence(tpr: float, fpr: float, prevalence: float) -> dict[str, float]:
+    """Precision and F1 of an operating point (``tpr``, ``fpr``) on a stream whose share of
+    attacks is ``prevalence`` (0..1): ``{"precision", "f1"}``; nan where undefined."""
+    if any(math.isnan(v) for v in (tpr, fpr)) or not 0.0 < prevalence < 1.0:
+        return {"precision": NAN, "f1": NAN}
+    flagged = prevalence * tpr + (1.0 - prevalence) * fpr
+    if flagged == 0.0:
+        return {"precision": NAN, "f1": NAN}
+    precision = prevalence * tpr / flagged
+    f1 = 2 * precision * tpr / (precision + tpr) if precision + tpr > 0 else 0.0
+    return {"precision": float(precision), "f1": float(f1)}
+
+
+def bootstrap_auroc(y: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray,
+                    n_boot: int = 200, seed: int = 0) -> np.ndarray:
+    """``(n_boot,)`` AUROCs of stratified bootstrap resamples of the flows (benign and attack
+    resampled separately with replacement, ``numpy.random.default_rng(seed)``); empty with
+    one class. Computed as the Mann-Whitney statistic on mid-ranks (ties count one half),
+    which equals :func:`auroc` on each resample."""
+    from scipy.stats import rankdata
+
+    y, s = _as_binary(y, scores)
+    if not _two_classes(y) or n_boot <= 0:
+        return np.zeros(0)
+    rng = np.random.default_rng(seed)
+    neg, pos = s[y == 0], s[y == 1]
+    b = neg[rng.integers(0, neg.size, (n_boot, neg.size))]  # (B, n0)
+    a = pos[rng.integers(0, pos.size, (n_boot, pos.size))]  # (B, n1)
+    ranks = rankdata(np.concatenate([b, a], axis=1), axis=1)  # (B, n0 + n1), mid-ranks
+    r_pos = ranks[:, neg.size:].sum(axis=1)
+    return (r_pos - pos.size * (pos.size + 1) / 2) / (neg.size * pos.size)
 
 
 def nan_to_none(obj):

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from janus.contract import BINARY, CONTINUOUS, FEATURES_FILE, FLOW_FEATURES
+from janus.contract import (
+    BINARY,
+    CONTINUOUS,
+    FEATURES_FILE,
+    FLOW_FEATURES,
+    FLOW_LOG_SCALE,
+    TIME_SCALE_S,
+)
 from janus.datasets.store import PacketStore, RowReader, feature_reader, open_packets
 from janus.errors import JanusError
 
@@ -40,13 +47,9 @@ log = logging.getLogger(__name__)
 
 TRANSFORM = "log1p-v1"
 MIN_STD = 1e-3
-_TIME_SCALE_S = 1e-6
-_FLOW_TIME = {"duration", "iat_mean", "iat_std", "iat_max", "active_mean", "idle_mean"}
-_FLOW_IDENTITY = {"fwd_ratio"}
+_TIME_SCALE_S = TIME_SCALE_S
 #: Per-dimension scale ``s`` of ``sign(x) log1p(|x| / s)``; ``0`` = identity.
-FLOW_SCALE = np.array(
-    [0.0 if f in _FLOW_IDENTITY else _TIME_SCALE_S if f in _FLOW_TIME else 1.0 for f in FLOW_FEATURES]
-)
+FLOW_SCALE = np.array(FLOW_LOG_SCALE)
 PACKET_SCALE = np.array([1.0, _TIME_SCALE_S, 1.0])  # size (bytes), iat (s), win
 assert CONTINUOUS == (0, 1, 8)
 

@@ -101,7 +101,7 @@ def _write_scores(tmp_path, n=400, seed=0):
     write_parquet(scores, pa.table({"flow_id": np.arange(n, dtype=np.int64), **cols}))
     splits = tmp_path / "splits.npz"
     ids = np.arange(n, dtype=np.int64)
-    write_npz(splits, train=ids[:200], val=ids[200:300], test=ids[300:],
+    write_npz(splits, train=ids[:150], val=ids[150:200], cal=ids[200:300], test=ids[300:],
               meta=np.array('{"seed": 0}'))
     return scores, splits, cols
 
@@ -114,9 +114,15 @@ def test_cli_writes_methods_and_passes_scores_through(tmp_path):
     table = pq.read_table(out)
     assert table.column_names == ["flow_id", *aggregate.METHODS, *contract.SCORE_COLUMNS]
     mat = np.column_stack([cols[c] for c in contract.SCORE_COLUMNS])
+    cal = mat[200:300]
     for method in aggregate.METHODS:
-        expected = aggregate.fit_aggregator(mat[200:300], method,
-                                            contract.SCORE_COLUMNS).apply(mat)
+        # Fitted on 'cal' (not 'val'); every other flow gets the fit on all of cal ...
+        expected = aggregate.fit_aggregator(cal, method, contract.SCORE_COLUMNS).apply(mat)
+        # ... and each cal flow the fit on the other fold (alternate flows in id order).
+        for k in (0, 1):
+            fold = np.arange(100) % 2 == k
+            expected[200:300][fold] = aggregate.fit_aggregator(
+                cal[~fold], method, contract.SCORE_COLUMNS).apply(cal[fold])
         np.testing.assert_allclose(table.column(method).to_numpy(), expected)
     np.testing.assert_array_equal(table.column("terminal_norm").to_numpy(), cols["terminal_norm"])
 
@@ -134,7 +140,9 @@ def test_scores_file_can_declare_its_aggregate_columns(tmp_path):
     assert got.column_names == ["flow_id", *aggregate.METHODS, *keep]
     mat = np.column_stack([cols[c] for c in keep])
     expected = aggregate.fit_aggregator(mat[200:300], "oas", keep).apply(mat)
-    np.testing.assert_allclose(got.column("oas").to_numpy(), expected)
+    # Rows outside cal (the cal rows are cross-fitted, checked above).
+    outside = np.r_[0:200, 300:400]
+    np.testing.assert_allclose(got.column("oas").to_numpy()[outside], expected[outside])
 
 
 def test_cli_column_subset_and_missing_ids(tmp_path):
@@ -310,7 +318,9 @@ def test_cli_options_reach_the_fit_and_negative_scores_name_the_flow(tmp_path):
     mat = np.column_stack([cols[c] for c in contract.SCORE_COLUMNS])
     opts = aggregate.AggregateOptions("two", "keep", "log1p")
     expected = aggregate.fit_aggregator(mat[200:300], "oas", COLS, opts).apply(mat)
-    np.testing.assert_allclose(pq.read_table(out).column("oas").to_numpy(), expected)
+    outside = np.r_[0:200, 300:400]  # the cal rows are cross-fitted
+    np.testing.assert_allclose(pq.read_table(out).column("oas").to_numpy()[outside],
+                               expected[outside])
     cols["disc_nll_fin"][17] = -0.5
     write_parquet(scores, pa.table({"flow_id": np.arange(400, dtype=np.int64), **cols}))
     with pytest.raises(JanusError, match="'disc_nll_fin' is negative at flow_id 17"):
@@ -332,13 +342,88 @@ def test_sparse_shuffled_flow_ids_are_looked_up_not_used_as_rows(tmp_path):
     scores = tmp_path / "scores.parquet"
     write_parquet(scores, pa.table(table))
     splits = tmp_path / "splits.npz"
-    write_npz(splits, train=np.array([11, 12], np.int64), val=np.sort(val_ids),
-              test=np.sort(test_ids), meta=np.array('{"seed": 0}'))
+    write_npz(splits, train=np.array([11, 12], np.int64), val=np.array([13], np.int64),
+              cal=np.sort(val_ids), test=np.sort(test_ids), meta=np.array('{"seed": 0}'))
     out = tmp_path / "agg.parquet"
     aggregate.aggregate_file(scores, splits, out)
     got = pq.read_table(out)
     np.testing.assert_array_equal(got.column("flow_id").to_numpy(), ids[order])
+    is_test = order >= 120  # rows of the shuffled file that are test flows
+    # The fit sees the cal flows in id order, whatever their order in the file.
+    by_id = np.argsort(val_ids, kind="stable")
     for method in ("oas", "oas_paper"):
-        fitted = aggregate.fit_aggregator(mat[:120], method, COLS)
-        np.testing.assert_allclose(got.column(method).to_numpy(), fitted.apply(mat[order]),
-                                   rtol=1e-12)
+        fitted = aggregate.fit_aggregator(mat[:120][by_id], method, COLS)
+        np.testing.assert_allclose(got.column(method).to_numpy()[is_test],
+                                   fitted.apply(mat[order][is_test]), rtol=1e-9)
+
+
+def test_cross_fitted_thresholds_hold_their_false_positive_rate():
+    # In-sample Mahalanobis distances are smaller than those of fresh flows, so the P95 of
+    # the fitted flows flags more than 5 % of new benign flows; the cross-fitted P95 does not.
+    d, n_cal, fresh = 9, 120, 4000
+    in_sample, crossed = [], []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        cal, new = rng.normal(size=(n_cal, d)), rng.normal(size=(fresh, d))
+        both = np.vstack([cal, new])
+        out, agg = aggregate.cross_fitted(cal, both, np.arange(n_cal), "oas",
+                                          [f"s{j}" for j in range(d)],
+                                          aggregate.AggregateOptions(sided="two"))
+        test = out[n_cal:]
+        in_sample.append(np.mean(test > np.percentile(agg.apply(cal), 95)))
+        crossed.append(np.mean(test > np.percentile(out[:n_cal], 95)))
+    assert np.mean(in_sample) > 0.065  # the optimism the cross-fit removes
+    assert 0.03 < np.mean(crossed) < 0.06
+
+
+def test_source_fit_uses_the_source_calibration_and_stores_its_thresholds(tmp_path):
+    scores, splits, cols = _write_scores(tmp_path, seed=1)
+    src_dir = tmp_path / "src"
+    src_dir.mkdir()
+    src_scores, src_splits, src_cols = _write_scores(src_dir, seed=2)
+    out = tmp_path / "agg.parquet"
+    aggregate.aggregate_file(scores, splits, out, source=(src_scores, src_splits))
+    table = pq.read_table(out)
+    src = np.column_stack([src_cols[c] for c in contract.SCORE_COLUMNS])
+    mat = np.column_stack([cols[c] for c in contract.SCORE_COLUMNS])
+    agg = aggregate.fit_aggregator(src[200:300], "oas", contract.SCORE_COLUMNS)
+    np.testing.assert_allclose(table.column(aggregate.SOURCE_COLUMN).to_numpy(), agg.apply(mat))
+    crossed, _ = aggregate.cross_fitted(src[200:300], src[200:300], np.arange(100), "oas",
+                                        contract.SCORE_COLUMNS)
+    thr = aggregate.read_thresholds(out)[aggregate.SOURCE_COLUMN]
+    assert thr["95"] == pytest.approx(np.percentile(crossed, 95))
+    assert thr["99"] == pytest.approx(np.percentile(crossed, 99))
+    assert str(src_splits) in thr["from"]
+    # The calibrated column is unchanged by the source fit.
+    plain = tmp_path / "plain.parquet"
+    aggregate.aggregate_file(scores, splits, plain)
+    np.testing.assert_array_equal(pq.read_table(plain).column("oas").to_numpy(),
+                                  table.column("oas").to_numpy())
+    assert aggregate.read_thresholds(plain) == {}
+
+
+def test_feature_oas_control_is_oas_on_log_features_fitted_on_cal(tmp_path):
+    from janus.contract import FEATURES_FILE, FLOW_FEATURES
+
+    rng = np.random.default_rng(3)
+    n = 300
+    feats = {c: rng.gamma(2.0, 10.0 + j, size=n) for j, c in enumerate(FLOW_FEATURES)}
+    feats["fwd_ratio"] = rng.uniform(0, 1, n)
+    write_parquet(tmp_path / FEATURES_FILE, pa.table({"flow_id": np.arange(n, dtype=np.int64),
+                                                      **feats}))
+    ids = np.arange(n, dtype=np.int64)
+    splits = tmp_path / "splits.npz"
+    write_npz(splits, train=ids[:100], val=ids[100:150], cal=ids[150:250], test=ids[250:],
+              meta=np.array("{}"))
+    out = tmp_path / "control.parquet"
+    aggregate.feature_oas_file(tmp_path / FEATURES_FILE, splits, out)
+    table = pq.read_table(out)
+    np.testing.assert_array_equal(table.column("flow_id").to_numpy(), ids[100:])
+    x = np.column_stack([feats[c] for c in FLOW_FEATURES])
+    scale = np.asarray(contract.FLOW_LOG_SCALE)
+    z = np.where(scale > 0, np.log1p(x / np.where(scale > 0, scale, 1)), x)
+    agg = aggregate.fit_aggregator(z[150:250], "oas", FLOW_FEATURES, aggregate.CONTROL_OPTIONS)
+    got = table.column("oas").to_numpy()
+    np.testing.assert_allclose(got[150:], agg.apply(z[250:]))  # test rows: fit on all of cal
+    np.testing.assert_allclose(got[:50], agg.apply(z[100:150]))  # val rows
+    assert aggregate.CONTROL_OPTIONS.sided == "two"
