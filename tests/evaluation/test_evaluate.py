@@ -308,3 +308,76 @@ def test_aggregate_options_reach_the_batched_aggregation(dataset):
     np.testing.assert_array_equal(two.column("oas").to_numpy(), two.column("oas_paper").to_numpy())
     one = pq.read_table(tmp_path / "agg0.parquet")
     assert not np.allclose(one.column("oas").to_numpy(), one.column("oas_paper").to_numpy())
+
+
+# --------------------------------------------------------------------------- issue 11
+def _with_cal(tmp_path):
+    """The fixture's splits with val cut into val (early stopping) and cal (thresholds)."""
+    path = tmp_path / "splits_cal.npz"
+    write_npz(path, train=TRAIN, val=VAL[:40], cal=VAL[40:], test=TEST,
+              meta=np.array(json.dumps({"seed": 0})))
+    return path
+
+
+def test_thresholds_come_from_cal_and_prevalence_reweights(dataset):
+    tmp_path, label, attack = dataset
+    sp = _with_cal(tmp_path)
+    out = tmp_path / "m.json"
+    assert evaluate.main(["--scores", str(tmp_path / "scores.parquet"), "--labels",
+                          str(tmp_path / "ds" / "labels.parquet"), "--splits", str(sp),
+                          "--out", str(out), "--seed", "1", "--target", "B"]) == 0
+    m = json.loads(out.read_text())
+    assert m["thresholds_from"] == "cal" and m["n_cal"] == 60 and m["n_val"] == 40
+    raw = pq.read_table(tmp_path / "scores.parquet").column("terminal_norm").to_numpy()
+    col = m["columns"]["terminal_norm"]
+    assert col["p95"]["threshold"] == pytest.approx(np.percentile(raw[VAL[40:]], 95))
+    assert col["p99"]["threshold"] == pytest.approx(np.percentile(raw[VAL[40:]], 99))
+    assert col["p95"]["threshold"] != pytest.approx(np.percentile(raw[VAL], 95))
+    known = TEST[label[TEST] >= 0]
+    y, s = label[known], raw[known]
+    pred = s > col["p95"]["threshold"]
+    tpr, fpr = pred[y == 1].mean(), pred[y == 0].mean()
+    for pi in (0.01, 0.1):
+        prec = pi * tpr / (pi * tpr + (1 - pi) * fpr)
+        got = col["p95"]["prevalence"][f"{pi:g}"]
+        assert got["precision"] == pytest.approx(prec)
+        assert got["f1"] == pytest.approx(2 * prec * tpr / (prec + tpr))
+    assert col["tpr_at_0.1fpr"] == pytest.approx(metrics.tpr_at_fpr(y, s, 0.001))
+    assert col["per_attack_n"] == {"dos": 70, "portscan": 60}
+    # Headline columns carry bootstrap replicates; the others do not.
+    assert len(col["auroc_boot"]) == evaluate.N_BOOT and "auroc_boot" not in \
+        m["columns"]["disc_nll_syn"]
+    assert abs(np.mean(col["auroc_boot"]) - col["auroc"]) < 0.02
+
+
+def test_source_fit_and_feature_oas_through_evaluate(dataset):
+    tmp_path, label, _ = dataset
+    sp = _with_cal(tmp_path)
+    feats = {c: np.random.default_rng(j).gamma(2.0, 3.0, N) * (1 + 9 * (label == 1))
+             for j, c in enumerate(contract.FLOW_FEATURES)}
+    write_parquet(tmp_path / "ds" / contract.FEATURES_FILE,
+                  pa.table({"flow_id": np.arange(N, dtype=np.int64), **feats}))
+    raw, agg, ctl = tmp_path / "scores.parquet", tmp_path / "agg.parquet", tmp_path / "ctl.parquet"
+    labels = str(tmp_path / "ds" / "labels.parquet")
+    outs = [tmp_path / "a.json", tmp_path / "c.json"]
+    assert evaluate.main(["--aggregate", str(raw), str(agg), "--source-fit", str(raw), str(raw),
+                          str(sp), "--feature-oas", str(tmp_path / "ds" / contract.FEATURES_FILE),
+                          str(ctl), "--scores", str(agg), str(ctl), "--labels", labels,
+                          "--splits", str(sp), "--out", *map(str, outs)]) == 0
+    a, c = (json.loads(o.read_text()) for o in outs)
+    # Source = target here: the uncalibrated column is the calibrated one, but its
+    # thresholds come from the file (the source's cross-fitted cal percentiles).
+    src = a["columns"][aggregate.SOURCE_COLUMN]
+    assert src["auroc"] == pytest.approx(a["columns"]["oas"]["auroc"])
+    assert src["p95"]["threshold"] == pytest.approx(a["columns"]["oas"]["p95"]["threshold"])
+    assert "cal of" in src["thresholds_from"] and a["columns"]["oas"]["thresholds_from"] == "cal"
+    assert c["columns"]["oas"]["auroc"] > 0.9  # the features separate the classes
+
+
+def test_source_fit_without_its_aggregate_is_an_error(dataset, capsys):
+    tmp_path, _, _ = dataset
+    raw = str(tmp_path / "scores.parquet")
+    assert evaluate.main(["--source-fit", raw, raw, str(tmp_path / "splits.npz"), "--scores", raw,
+                          "--labels", str(tmp_path / "ds" / "labels.parquet"), "--splits",
+                          str(tmp_path / "splits.npz"), "--out", str(tmp_path / "x.json")]) == 2
+    assert "--source-fit" in capsys.readouterr().err

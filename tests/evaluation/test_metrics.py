@@ -94,3 +94,27 @@ def test_tpr_at_fpr_interpolates_a_diagonal_segment():
 def test_nan_to_none_makes_strict_json():
     assert metrics.nan_to_none({"a": float("nan"), "b": [1.0, float("inf")], "c": 2}) == \
         {"a": None, "b": [1.0, None], "c": 2}
+
+
+def test_at_prevalence_closed_form():
+    # TPR 0.8, FPR 0.05 at 1 % attacks: 0.008 true alarms against 0.0495 false ones.
+    got = metrics.at_prevalence(0.8, 0.05, 0.01)
+    assert got["precision"] == pytest.approx(0.008 / (0.008 + 0.0495))
+    p = got["precision"]
+    assert got["f1"] == pytest.approx(2 * p * 0.8 / (p + 0.8))
+    assert metrics.at_prevalence(0.8, 0.05, 0.5)["precision"] == pytest.approx(0.8 / 0.85)
+    assert math.isnan(metrics.at_prevalence(0.0, 0.0, 0.1)["precision"])
+
+
+def test_bootstrap_auroc_replicates_are_aurocs_of_stratified_resamples():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(50, int), np.ones(30, int)]
+    s = np.round(rng.normal(size=80) + y, 1)  # ties included
+    boot = metrics.bootstrap_auroc(y, s, n_boot=5, seed=3)
+    r = np.random.default_rng(3)
+    neg, pos = s[y == 0], s[y == 1]
+    bi, ai = r.integers(0, 50, (5, 50)), r.integers(0, 30, (5, 30))
+    for k in range(5):
+        yy = np.r_[np.zeros(50, int), np.ones(30, int)]
+        assert boot[k] == pytest.approx(metrics.auroc(yy, np.r_[neg[bi[k]], pos[ai[k]]]))
+    assert metrics.bootstrap_auroc(np.zeros(5, int), np.arange(5.0)).size == 0
