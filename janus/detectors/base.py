@@ -18,7 +18,8 @@ dataset's standardisation, exactly like the JANUS checkpoint. ``fit`` and ``scor
 :class:`FlowData` (or, for a ``"features"`` detector, the ``(n, 20)`` feature matrix itself).
 
 A model folder holds ``detector.json`` (name, seed, hyper-parameters, feature statistics,
-training history, versions) and one state file:
+training history, versions), ``loss.csv`` for a detector trained by epochs (``epoch,
+train_loss, val_loss`` per epoch, as JANUS's own ``loss.csv``) and one state file:
 
 * torch detectors (``nf``, ``kitnet``, ``flowcfm``): ``state.npz``, the ``state_dict`` as
   plain NumPy arrays (loaded with ``allow_pickle=False``: no code can ride along);
@@ -316,6 +317,7 @@ class Detector(ABC):
         (folder / MODEL_FILE).unlink(missing_ok=True)
         (folder / SKLEARN_FILE).unlink(missing_ok=True)
         self._save_state(folder)
+        self._save_loss_curve(folder)
         # Versions from the installed metadata (the same strings as torch.__version__ and
         # sklearn.__version__): a scikit-learn detector's job never imports torch for them.
         from importlib import metadata
@@ -329,6 +331,25 @@ class Detector(ABC):
         if self.reads_packets:
             meta["packet_scaler"] = self.packet_scaler.to_dict()
         write_json(folder / MODEL_FILE, meta)
+
+    def _save_loss_curve(self, folder: Path) -> None:
+        """``folder/loss.csv``: the per-epoch losses of ``history`` (nothing for a detector
+        not trained by epochs; a stage-wise history such as KitNET's gets a ``stage``)."""
+        from janus.io import write_text
+
+        stages = {k: v for k, v in self.history.items()
+                  if isinstance(v, dict) and "train_loss" in v}
+        if "train_loss" in self.history:
+            stages = {"": self.history}
+        if not stages:
+            return
+        lines = ["stage,epoch,train_loss,val_loss"]
+        for stage, h in stages.items():
+            val = h.get("val_loss", [])
+            for e, tr in enumerate(h["train_loss"]):
+                v = f"{val[e]:.6g}" if e < len(val) else ""
+                lines.append(f"{stage},{e},{tr:.6g},{v}")
+        write_text(folder / "loss.csv", "\n".join(lines) + "\n")
 
     @staticmethod
     def load(folder: str | Path) -> Detector:

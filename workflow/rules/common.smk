@@ -121,6 +121,10 @@ DETECTORS = list(config["detectors"])
 JANUS_KINDS = ("janus", "janus_cont")
 JANUS_DETECTORS = [d for d in DETECTORS if d in JANUS_KINDS]
 BASELINES = [d for d in DETECTORS if d not in JANUS_KINDS]
+# The model-free, target-calibrated control row of every table (computed inside the evaluate
+# jobs: OAS on the 20 flow features of each dataset's own calibration flows).
+CONTROL = "feature_oas"
+REPORT_DETECTORS = [CONTROL] + DETECTORS
 
 # --------------------------------------------------------------------------- provenance
 # The package this workflow's rules run: the source tree the workflow belongs to. Read here
@@ -556,9 +560,16 @@ def evaluate_scores(wildcards):
     return [raw_scores_path(d, s, t, seed) for d in DETECTORS for t in targets_of(s)]
 
 
+def control_scores_path(dataset, seed):
+    """The model-free control's per-flow scores (fitted on the dataset's own cal flows)."""
+    return f"results/agg/{CONTROL}/{dataset}/{dataset}/seed{seed}.parquet"
+
+
 def evaluate_args(wildcards):
     """janus.evaluation.evaluate's aligned lists for every (detector, target) of one (source, seed);
-    --aggregate pairs turn each JANUS score vector into its AGG file first (label-free).
+    --aggregate pairs turn each JANUS score vector into its AGG file first (label-free), each
+    with --source-fit (the uncalibrated column, fitted on the source's own scores), and
+    --feature-oas writes the model-free control of the source dataset.
     """
     s, seed = wildcards.source, wildcards.seed
     runs = [(d, t) for d in DETECTORS for t in targets_of(s)]
@@ -567,8 +578,16 @@ def evaluate_args(wildcards):
         if d in JANUS_KINDS:
             args += ["--aggregate", raw_scores_path(d, s, t, seed)]
             args += [scores_path(d, s, t, seed)]
+            args += ["--source-fit", raw_scores_path(d, s, t, seed)]
+            args += [raw_scores_path(d, s, s, seed), f"data/{s}/splits/seed{seed}.npz"]
+    args += ["--feature-oas", f"data/{s}/flow_features.parquet"]
+    args += [control_scores_path(s, seed)]
+    runs.append((CONTROL, s))
     lists = {
-        "--scores": [scores_path(d, s, t, seed) for d, t in runs],
+        "--scores": [
+            control_scores_path(s, seed) if d == CONTROL else scores_path(d, s, t, seed)
+            for d, t in runs
+        ],
         "--labels": [f"data/{t}/labels.parquet" for _, t in runs],
         "--splits": [f"data/{t}/splits/seed{seed}.npz" for _, t in runs],
         "--out": [f"results/metrics/{d}/{s}/{t}/seed{seed}.json" for d, t in runs],
@@ -628,7 +647,7 @@ METRICS = [
     for d in DETECTORS
     for s, t in PAIRS
     for seed in SEEDS
-]
+] + [f"results/metrics/{CONTROL}/{d}/{d}/seed{seed}.json" for d in DATASETS for seed in SEEDS]
 
 TABLES = [
     "results/cross_matrix.md",
@@ -747,11 +766,12 @@ def remove_results_of_lost_models():
 
 remove_results_of_lost_models()
 
+# The ROC figures draw the spread over every seed.
 FIGURE_SCORES = [
-    scores_path(det, d, d, FIGURE_SEED) for det in DETECTORS for d in DATASETS
-]
+    scores_path(det, d, d, seed) for det in DETECTORS for d in DATASETS for seed in SEEDS
+] + [control_scores_path(d, seed) for d in DATASETS for seed in SEEDS]
 FIGURE_DATA = expand(
     ["data/{dataset}/labels.parquet", "data/{dataset}/splits/seed{seed}.npz"],
     dataset=DATASETS,
-    seed=FIGURE_SEED,
+    seed=SEEDS,
 )

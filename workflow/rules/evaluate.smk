@@ -1,5 +1,6 @@
-# Aggregation (label-free, fitted on each target's benign validation flows) and metrics of
-# every score column on the target's test flows: one job per (source, seed).
+# Aggregation (label-free, fitted on each target's benign calibration flows; the uncalibrated
+# column on the source's), the model-free feature-OAS control of the source dataset, and
+# metrics of every score column on the target's test flows: one job per (source, seed).
 
 
 rule evaluate:
@@ -7,6 +8,8 @@ rule evaluate:
         scores=evaluate_scores,
         labels=target_labels,
         splits=target_splits,
+        features="data/{source}/flow_features.parquet",
+        source_splits="data/{source}/splits/seed{seed}.npz",
     output:
         agg=per_target(
             "results/agg/{jdet}/{source}/{target}/seed{seed}.parquet",
@@ -16,6 +19,8 @@ rule evaluate:
             "results/metrics/{detector}/{source}/{target}/seed{seed}.json",
             detector=DETECTORS,
         ),
+        control="results/agg/feature_oas/{source}/{source}/seed{seed}.parquet",
+        control_metrics="results/metrics/feature_oas/{source}/{source}/seed{seed}.json",
     log:
         "logs/evaluate/{source}/seed{seed}.log",
     benchmark:

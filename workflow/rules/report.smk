@@ -56,7 +56,7 @@ rule report:
     params:
         out=out_dir,
         datasets=DATASETS,
-        detectors=DETECTORS,
+        detectors=REPORT_DETECTORS,
         seed=FIGURE_SEED,
         config_hash=CONFIG_HASH,
         janus=JANUS,
