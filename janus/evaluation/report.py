@@ -40,7 +40,8 @@ import numpy as np
 from janus import __version__, contract
 from janus.cli import run_main
 from janus.errors import JanusError
-from janus.io import atomic_path, write_text
+from janus.evaluation.figures import flow_scores  # noqa: F401  (the public name lives here too)
+from janus.io import write_text
 from janus.provenance import collect as collect_provenance
 from janus.provenance import footer_lines
 
@@ -52,6 +53,28 @@ JANUS_DETECTORS: tuple[str, ...] = ("janus", "janus_cont")
 AGGREGATORS: tuple[str, ...] = ("oas", "oas_paper", "maxz", "mahalanobis", "ledoit_wolf")
 #: The raw score JANUS-OAS is compared against in the headline matrix.
 REFERENCE_SCORE = "terminal_norm"
+#: The uncalibrated transfer's column (janus.evaluation.aggregate.SOURCE_COLUMN).
+SOURCE_COLUMN = "oas_source"
+#: Model-free controls: runs exist for (dataset, dataset) only, and a (source, target) cell
+#: shows the target's value (the control never sees the source).
+CONTROLS: dict[str, str] = {"feature_oas": "feature-OAS control"}
+#: Detectors whose label needs a qualifier so nobody compares it with another paper's number.
+QUALIFIED: dict[str, str] = {"kitnet": "kitnet (20 flow features)"}
+#: Every table's legend of the entries (shown under its introduction).
+LEGEND = (
+    "- **feature-OAS control**: no model: OAS Mahalanobis on the 20 log-transformed flow "
+    "features, fitted on the target's benign calibration flows; a (source, target) cell shows "
+    "its value on the target. It gets exactly the target calibration JANUS-OAS gets.\n"
+    "- **janus-OAS (target-cal.)**: *calibrated cross-domain transfer* (not zero-shot): the "
+    "model is trained on the source only, the OAS aggregator and the thresholds are refitted "
+    "on the target's benign calibration flows.\n"
+    "- **janus-OAS (source-cal.)**: *uncalibrated* transfer: aggregator and thresholds from "
+    "the source's calibration flows; no target flow is used.\n"
+    "- Baselines (nf, iforest, ocsvm, lof, kitnet, flowcfm) and `terminal_norm` are single "
+    "scores: no aggregator to refit, so their AUROC is the same calibrated or not; their "
+    "thresholds are the target's calibration percentiles.\n"
+    "- **kitnet (20 flow features)**: KitNET on the 20 flow features, *not* Kitsune's 115 "
+    "AfterImage statistics: not comparable with Kitsune's published numbers.\n")
 #: Table file names, in the order they are written.
 TABLES: tuple[str, ...] = ("cross_matrix.md", "within.md", "thresholded.md", "per_attack.md",
                            "aggregators.md", "baselines.md")
@@ -166,6 +189,12 @@ class Results:
             self.index.setdefault((r.detector, r.source, r.target), {})[r.seed] = r
         self.datasets = list(datasets) if datasets else _unique(
             [r.source for r in runs] + [r.target for r in runs])
+        # A control's (t, t) run stands for every (s, t) pair some model was evaluated on.
+        model_pairs = {(s, t) for (d, s, t) in self.index if d not in CONTROLS}
+        for d in CONTROLS:
+            for s, t in model_pairs:
+                if s != t and (d, t, t) in self.index:
+                    self.index[(d, s, t)] = self.index[(d, t, t)]
         self.detectors = list(detectors) if detectors else _unique([r.detector for r in runs])
         self.seeds = sorted({r.seed for r in runs})
         for name, given, found in (
@@ -203,6 +232,24 @@ class Results:
              path: Sequence[str] = ("auroc",)) -> tuple[float, float, int]:
         return mean_std(list(self.values(detector, source, target, column, path).values()))
 
+    def boot_ci(self, detector: str, pairs: Sequence[tuple[str, str]], column: str
+                ) -> tuple[float, float] | None:
+        """95 % bootstrap interval of the mean AUROC over ``pairs`` and seeds: replicate ``b``
+        is the mean of every run's ``b``-th bootstrap AUROC (test flows resampled in each run
+        independently), and the interval its 2.5 / 97.5 percentiles. None when a run lacks
+        the replicates."""
+        reps = []
+        for s, t in pairs:
+            runs = self.index.get((detector, s, t), {})
+            per_seed = [r.columns.get(column, {}).get("auroc_boot") for r in runs.values()]
+            if not runs or any(not b for b in per_seed) or len({len(b) for b in per_seed}) > 1:
+                return None
+            reps.append(np.mean(np.asarray(per_seed, dtype=np.float64), axis=0))  # (B,)
+        if not reps or len({len(r) for r in reps}) > 1:
+            return None
+        mean = np.mean(reps, axis=0)
+        return float(np.percentile(mean, 2.5)), float(np.percentile(mean, 97.5))
+
     def delta(self, detector: str, source: str, target: str, col_a: str, col_b: str
               ) -> tuple[float, float, int]:
         """Paired AUROC difference ``col_a − col_b``: per seed, then mean ± std."""
@@ -217,17 +264,29 @@ class Results:
                        for r in runs.values() for c in r.columns)
 
     def entries(self) -> list[Entry]:
-        """One entry per detector (its headline score), plus terminal_norm for JANUS."""
+        """One entry per detector (its headline score): the controls first; for JANUS the
+        target-calibrated OAS, the source-calibrated one and (janus) terminal_norm."""
         out = []
-        for d in self.detectors:
+        for d in sorted(self.detectors, key=lambda d: d not in CONTROLS):
             cols = self.columns_of(d)
             if not cols:
                 continue
+            if d in CONTROLS:
+                out.append(Entry(d, headline_column(d, cols), CONTROLS[d]))
+                continue
             head = headline_column(d, cols)
-            out.append(Entry(d, head, f"{d}-OAS" if head == "oas" else d))
+            out.append(Entry(d, head, f"{d}-OAS (target-cal.)" if head == "oas"
+                             else QUALIFIED.get(d, d)))
+            if head == "oas" and SOURCE_COLUMN in cols:
+                out.append(Entry(d, SOURCE_COLUMN, f"{d}-OAS (source-cal.)"))
             if d == "janus" and REFERENCE_SCORE in cols:
                 out.append(Entry(d, REFERENCE_SCORE, f"{d} ({REFERENCE_SCORE})"))
         return out
+
+    def seeds_note(self) -> str:
+        """``mean ± std over n = 2 seeds (42, 43)``: the n behind every ± in the tables."""
+        return (f"mean ± sample std over n = {len(self.seeds)} seeds "
+                f"({', '.join(map(str, self.seeds))})")
 
     def main_janus(self) -> str | None:
         """The detector of the OAS-vs-terminal_norm comparison: janus, else janus_cont."""
@@ -251,6 +310,67 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _inline_html(text: str) -> str:
+    import html
+    import re
+
+    out = html.escape(text, quote=False)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    out = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", out)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+
+
+#: Style of the HTML tables (the HTML report shows them inline).
+_HTML_STYLE = ("body{font-family:sans-serif;font-size:13px;margin:12px}"
+               "table{border-collapse:collapse;margin:8px 0 16px}"
+               "th,td{border:1px solid #bbb;padding:2px 6px;text-align:right;white-space:nowrap}"
+               "th:first-child,td:first-child{text-align:left}th{background:#eee}"
+               "tr:nth-child(even) td{background:#f7f7f7}code{font-size:12px}")
+
+
+def md_to_html(text: str, title: str = "") -> str:
+    """The markdown these tables use (headings, paragraphs, ``-`` lists, pipe tables, ``---``,
+    bold/italic/code) as a standalone HTML page."""
+    import html
+
+    body: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        if not line:
+            i += 1
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{_inline_html(line[level:].strip())}</h{level}>")
+            i += 1
+        elif line == "---":
+            body.append("<hr>")
+            i += 1
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            head, rest = rows[0], [r for r in rows[1:] if not set("".join(r)) <= set(":-")]
+            body.append("<table><tr>" + "".join(f"<th>{_inline_html(c)}</th>" for c in head)
+                        + "</tr>" + "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>"
+                                                             for c in r) + "</tr>" for r in rest)
+                        + "</table>")
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline_html(lines[i][2:])}</li>")
+                i += 1
+            body.append("<ul>" + "".join(items) + "</ul>")
+        else:
+            body.append(f"<p>{_inline_html(line)}</p>")
+            i += 1
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{_HTML_STYLE}</style></head><body>" + "\n".join(body)
+            + "</body></html>\n")
+
+
 def provenance(res: Results, config_hash: str | None, date: str | None = None,
                prov: dict | None = None) -> str:
     """Footer lines: config hash, janus versions, seeds, date (UTC) and, with ``prov``
@@ -261,17 +381,28 @@ def provenance(res: Results, config_hash: str | None, date: str | None = None,
         "---",
         f"- config hash: `{config_hash or 'n/a'}`",
         f"- janus version: {__version__} (report); runs: {', '.join(versions) or 'n/a'}",
-        f"- seeds: {', '.join(map(str, res.seeds))} (mean ± sample std, ddof = 1)",
+        f"- seeds: {', '.join(map(str, res.seeds))} (n = {len(res.seeds)}; mean ± sample std, "
+        "ddof = 1)",
         f"- runs: {len(res.runs)} metrics files",
         f"- generated: {date}",
         *(footer_lines(prov) if prov else []),
     ]) + "\n"
 
 
+TPR1 = ("tpr_at_1fpr",)
+
+
+def _matrix(res: Results, e: Entry, path: Sequence[str] = ("auroc",)) -> str:
+    rows = [[s] + [fmt(res.stat(e.detector, s, t, e.column, path)) for t in res.datasets]
+            for s in res.datasets]
+    return md_table(["train ↓ / test →"] + res.datasets, rows)
+
+
 def cross_matrix_md(res: Results) -> str:
     parts = ["# Cross-dataset AUROC\n",
              "Rows: the dataset a model was trained on; columns: the dataset it was evaluated "
-             "on (the diagonal is within-dataset). Cells: AUROC mean ± std over seeds.\n"]
+             f"on (the diagonal is within-dataset). Cells: AUROC, {res.seeds_note()}; then "
+             "the TPR at 1 % FPR of every entry.\n", LEGEND]
     jd = res.main_janus()
     if jd is not None:
         header = ["train ↓ / test →"]
@@ -284,60 +415,89 @@ def cross_matrix_md(res: Results) -> str:
                 row += [fmt(res.stat(jd, s, t, "oas")), fmt(res.stat(jd, s, t, REFERENCE_SCORE)),
                         fmt(res.delta(jd, s, t, "oas", REFERENCE_SCORE), signed=True)]
             rows.append(row)
-        parts += [f"## {jd}: Mahalanobis-OAS vs {REFERENCE_SCORE}\n",
+        parts += [f"## {jd}: Mahalanobis-OAS (target-cal.) vs {REFERENCE_SCORE}\n",
                   f"Δ = OAS − {REFERENCE_SCORE}, paired by seed.\n", md_table(header, rows)]
     for e in res.entries():
         if e.detector == jd and e.column in ("oas", REFERENCE_SCORE):
             continue
-        rows = [[s] + [fmt(res.stat(e.detector, s, t, e.column)) for t in res.datasets]
-                for s in res.datasets]
-        parts += [f"## {e.label} (`{e.column}`)\n",
-                  md_table(["train ↓ / test →"] + res.datasets, rows)]
+        parts += [f"## {e.label} (`{e.column}`)\n", _matrix(res, e)]
+    parts += ["## TPR at 1 % FPR\n",
+              "The operating point of a SOC: the share of attack flows caught when 1 % of the "
+              "benign flows raise an alarm (read off the test ROC curve).\n"]
+    for e in res.entries():
+        parts += [f"### {e.label} (`{e.column}`)\n", _matrix(res, e, TPR1)]
     parts += ["## Averages over dataset pairs\n",
-              "Mean over pairs of the seed-mean AUROC.\n",
-              md_table(["detector", "within (diagonal)", "cross (off-diagonal)"],
-                       [[e.label, _pair_mean(res, e, False), _pair_mean(res, e, True)]
+              "Mean over pairs of the seed-mean AUROC and TPR at 1 % FPR.\n",
+              md_table(["detector", "AUROC within (diagonal)", "AUROC cross (off-diagonal)",
+                        "TPR@1%FPR within", "TPR@1%FPR cross"],
+                       [[e.label, _pair_mean(res, e, False), _pair_mean(res, e, True),
+                         _pair_mean(res, e, False, TPR1), _pair_mean(res, e, True, TPR1)]
                         for e in res.entries()])]
     return "\n".join(parts)
 
 
-def _pair_mean(res: Results, e: Entry, cross: bool) -> str:
-    means = [res.stat(e.detector, s, t, e.column)[0] for s, t in res.pairs(cross)]
+def _pair_mean(res: Results, e: Entry, cross: bool, path: Sequence[str] = ("auroc",)) -> str:
+    means = [res.stat(e.detector, s, t, e.column, path)[0] for s, t in res.pairs(cross)]
     stat = mean_std([m for m in means if not math.isnan(m)])
     return MISSING if stat[2] == 0 else f"{stat[0]:.3f}"
 
 
+def _with_ci(res: Results, e: Entry, pairs: Sequence[tuple[str, str]], text: str) -> str:
+    ci = res.boot_ci(e.detector, pairs, e.column)
+    return text if ci is None or text == MISSING else f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def within_md(res: Results) -> str:
     parts = ["# Within-dataset AUROC per score\n",
-             "Models trained and evaluated on the same dataset; mean ± std over seeds. `oas` is "
+             f"Models trained and evaluated on the same dataset; {res.seeds_note()}. `oas` is "
              "the aggregated JANUS score, the other rows the 10 raw scores it aggregates "
-             "(and, scored with `--extended`, the path scores after them, not aggregated).\n"]
+             "(and, scored with `--extended`, the path scores after them, not aggregated); "
+             "each AUROC table is followed by the TPR at 1 % FPR of the same scores.\n", LEGEND]
     for d in res.detectors:
         if d not in JANUS_DETECTORS or not res.columns_of(d):
             continue
         cols = [c for c in ("oas",) + contract.SCORE_COLUMNS + contract.EXTENDED_SCORE_COLUMNS
                 if c in res.columns_of(d)]
-        rows = [[f"`{c}`"] + [fmt(res.stat(d, t, t, c)) for t in res.datasets] for c in cols]
-        parts += [f"## {d}\n", md_table(["score"] + res.datasets, rows)]
+        for title, path in (("AUROC", ("auroc",)), ("TPR at 1 % FPR", TPR1)):
+            rows = [[f"`{c}`"] + [fmt(res.stat(d, t, t, c, path)) for t in res.datasets]
+                    for c in cols]
+            parts += [f"## {d}: {title}\n", md_table(["score"] + res.datasets, rows)]
     others = [e for e in res.entries() if e.detector not in JANUS_DETECTORS]
     if others:
-        rows = [[e.label] + [fmt(res.stat(e.detector, t, t, e.column)) for t in res.datasets]
-                for e in others]
-        parts += ["## Other detectors\n", md_table(["detector"] + res.datasets, rows)]
+        for title, path in (("", ("auroc",)), (": TPR at 1 % FPR", TPR1)):
+            rows = [[e.label] + [fmt(res.stat(e.detector, t, t, e.column, path))
+                                 for t in res.datasets] for e in others]
+            parts += [f"## Other detectors{title}\n", md_table(["detector"] + res.datasets, rows)]
     return "\n".join(parts)
 
 
-_THRESH_COLS = [("P@P95", ("p95", "precision")), ("R@P95", ("p95", "recall")),
-                ("F1@P95", ("p95", "f1")), ("P@P99", ("p99", "precision")),
+_THRESH_COLS = [("FPR@P95", ("p95", "fpr")), ("P@P95", ("p95", "precision")),
+                ("R@P95", ("p95", "recall")), ("F1@P95", ("p95", "f1")),
+                ("FPR@P99", ("p99", "fpr")), ("P@P99", ("p99", "precision")),
                 ("R@P99", ("p99", "recall")), ("F1@P99", ("p99", "f1")),
-                ("TPR@1%FPR", ("tpr_at_1fpr",))]
+                ("TPR@0.1%FPR", ("tpr_at_0.1fpr",)), ("TPR@1%FPR", TPR1)]
+#: Attack prevalences of the precision/F1 table (keys of evaluate's "prevalence").
+PREVALENCE_KEYS: tuple[str, ...] = ("0.1", "0.01")
+
+
+def _p_f1(res: Results, e: Entry, s: str, t: str, q: str, prevalence: str | None) -> str:
+    base = (q,) if prevalence is None else (q, "prevalence", prevalence)
+    p = res.stat(e.detector, s, t, e.column, base + ("precision",))
+    f = res.stat(e.detector, s, t, e.column, base + ("f1",))
+    if p[2] == 0 and f[2] == 0:
+        return MISSING
+    return f"{p[0]:.2f} / {f[0]:.2f}"
 
 
 def thresholded_md(res: Results) -> str:
     parts = ["# Thresholded detection\n",
              "Thresholds are the 95th / 99th percentiles of each score on the target's benign "
-             "validation flows (no attack label used); precision, recall and F1 on its test "
-             "flows, and the TPR at 1 % FPR. Mean ± std over seeds.\n"]
+             "**calibration** flows (disjoint from the validation flows that stopped training; "
+             "the aggregated scores of those flows are cross-fitted, so the test FPR should "
+             "come out near 5 % / 1 %; `source-cal.` entries use the source's percentiles). No "
+             "attack label is used. FPR, precision, recall and F1 on the target's test flows "
+             f"(balanced: about half attacks), then the TPR at 0.1 % and 1 % FPR; "
+             f"{res.seeds_note()}.\n", LEGEND]
     for title, cross in (("Within-dataset", False), ("Cross-dataset", True)):
         rows = [[f"{s} → {t}", e.label] + [fmt(res.stat(e.detector, s, t, e.column, path))
                                             for _, path in _THRESH_COLS]
@@ -346,12 +506,26 @@ def thresholded_md(res: Results) -> str:
         if rows:
             parts += [f"## {title}\n",
                       md_table(["train → test", "detector"] + [c for c, _ in _THRESH_COLS], rows)]
+    parts += ["## Precision / F1 at realistic attack prevalence\n",
+              "The same thresholds on a stream where 10 % or 1 % of the flows are attacks "
+              "(the test flows reweighted: precision = π·TPR / (π·TPR + (1 − π)·FPR)); "
+              "'test' is the balanced test set as it is. Cells: precision / F1, seed means.\n"]
+    header = ["train → test", "detector"] + [
+        f"{q.upper()}: {'test' if pv is None else f'{float(pv):.0%}'}"
+        for q in ("p95", "p99") for pv in (None,) + PREVALENCE_KEYS]
+    rows = [[f"{s} → {t}", e.label] + [_p_f1(res, e, s, t, q, pv) for q in ("p95", "p99")
+                                        for pv in (None,) + PREVALENCE_KEYS]
+            for s, t in res.pairs() for e in res.entries() if (e.detector, s, t) in res.index]
+    if rows:
+        parts.append(md_table(header, rows))
     return "\n".join(parts)
 
 
 def per_attack_md(res: Results) -> str:
     parts = ["# Per-attack AUROC (within-dataset)\n",
-             "Each attack class against all benign test flows; mean ± std over seeds.\n"]
+             f"Each attack class against all benign test flows; {res.seeds_note()}. `n` is the "
+             "class's attack flows in the test split (seed mean): a class of a few flows has "
+             "a wide AUROC interval.\n", LEGEND]
     entries = res.entries()
     for t in res.datasets:
         classes = _unique(cls for e in entries for r in res.index.get((e.detector, t, t), {})
@@ -359,9 +533,14 @@ def per_attack_md(res: Results) -> str:
                                                 or {}))
         if not classes:
             continue
-        rows = [[cls] + [fmt(res.stat(e.detector, t, t, e.column, ("per_attack", cls)))
-                         for e in entries] for cls in sorted(classes)]
-        parts += [f"## {t}\n", md_table(["attack"] + [e.label for e in entries], rows)]
+        rows = []
+        for cls in sorted(classes):
+            n = [res.stat(e.detector, t, t, e.column, ("per_attack_n", cls)) for e in entries]
+            n = next((v for v in n if v[2]), (math.nan, math.nan, 0))
+            rows.append([cls, MISSING if n[2] == 0 else f"{n[0]:.0f}"]
+                        + [fmt(res.stat(e.detector, t, t, e.column, ("per_attack", cls)))
+                           for e in entries])
+        parts += [f"## {t}\n", md_table(["attack", "n"] + [e.label for e in entries], rows)]
     return "\n".join(parts)
 
 
@@ -386,170 +565,44 @@ def aggregators_md(res: Results) -> str:
 
 def baselines_md(res: Results) -> str:
     """Every detector side by side: a summary (within per dataset, pair means), then the
-    cross-dataset pairs with one column per detector."""
+    cross-dataset pairs with one column per detector, for AUROC and for TPR at 1 % FPR."""
     entries = res.entries()
     rows = [[e.label] + [fmt(res.stat(e.detector, t, t, e.column)) for t in res.datasets]
-            + [_pair_mean(res, e, False), _pair_mean(res, e, True)] for e in entries]
+            + [_with_ci(res, e, res.pairs(False), _pair_mean(res, e, False)),
+               _with_ci(res, e, res.pairs(True), _pair_mean(res, e, True))] for e in entries]
+    tpr_rows = [[e.label] + [fmt(res.stat(e.detector, t, t, e.column, TPR1))
+                             for t in res.datasets]
+                + [_pair_mean(res, e, False, TPR1), _pair_mean(res, e, True, TPR1)]
+                for e in entries]
     parts = [
         "# Detectors compared\n",
-        "Within-dataset AUROC per dataset (mean ± std over seeds), and the mean over dataset "
-        "pairs within and across datasets. Every detector uses the same splits.\n",
-        md_table(["detector"] + res.datasets + ["mean within", "mean cross"], rows)]
+        f"Within-dataset AUROC per dataset ({res.seeds_note()}), and the mean over dataset "
+        "pairs within and across datasets with its bootstrap 95 % interval in brackets (test "
+        "flows resampled, benign and attack separately, 200 times per run; the interval is of "
+        "the mean over seeds and pairs, so it shows test-set noise, not seed-to-seed spread). "
+        "Every detector uses the same splits.\n", LEGEND,
+        md_table(["detector"] + res.datasets + ["mean within", "mean cross"], rows),
+        "\n### TPR at 1 % FPR\n",
+        md_table(["detector"] + res.datasets + ["mean within", "mean cross"], tpr_rows)]
     cross = res.pairs(cross=True)
     if cross:
         rows = [[f"{s} → {t}"] + [fmt(res.stat(e.detector, s, t, e.column)) for e in entries]
                 for s, t in cross]
         rows.append(["mean"] + [_pair_mean(res, e, True) for e in entries])
+        rows.append(["95 % interval"] + [
+            MISSING if (ci := res.boot_ci(e.detector, cross, e.column)) is None
+            else f"[{ci[0]:.3f}, {ci[1]:.3f}]" for e in entries])
+        tpr = [[f"{s} → {t}"] + [fmt(res.stat(e.detector, s, t, e.column, TPR1))
+                                 for e in entries] for s, t in cross]
+        tpr.append(["mean"] + [_pair_mean(res, e, True, TPR1) for e in entries])
         parts += ["## Cross-dataset\n",
-                  "Trained on the first dataset, evaluated on the second: AUROC mean ± std "
-                  "over seeds, one column per detector; the last row is the mean over pairs.\n",
-                  md_table(["train → test"] + [e.label for e in entries], rows)]
+                  f"Trained on the first dataset, evaluated on the second: AUROC "
+                  f"({res.seeds_note()}), one column per detector; the last rows are the mean "
+                  "over pairs and its bootstrap 95 % interval.\n",
+                  md_table(["train → test"] + [e.label for e in entries], rows),
+                  "\n### Cross-dataset TPR at 1 % FPR\n",
+                  md_table(["train → test"] + [e.label for e in entries], tpr)]
     return "\n".join(parts)
-
-
-# --------------------------------------------------------------------------- figures
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _empty_figure(path: Path, message: str) -> None:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    _save(fig, path)
-
-
-def cross_matrix_png(res: Results, path: Path) -> None:
-    """Heatmaps of terminal_norm, JANUS-OAS and their paired Δ, annotated mean (± std)."""
-    import matplotlib.pyplot as plt
-
-    jd = res.main_janus()
-    if jd is None:
-        _empty_figure(path, "no JANUS detector with oas and terminal_norm scores")
-        return
-    n = len(res.datasets)
-    panels = [(f"{jd} {REFERENCE_SCORE}", lambda s, t: res.stat(jd, s, t, REFERENCE_SCORE)),
-              (f"{jd}-OAS", lambda s, t: res.stat(jd, s, t, "oas")),
-              ("Δ = OAS − terminal_norm", lambda s, t: res.delta(jd, s, t, "oas", REFERENCE_SCORE))]
-    fig, axes = plt.subplots(1, 3, figsize=(4.4 * 3, 0.7 * n + 2.0), layout="constrained")
-    for k, (ax, (title, getter)) in enumerate(zip(axes, panels)):
-        stats = [[getter(s, t) for t in res.datasets] for s in res.datasets]
-        grid = np.array([[st[0] for st in row] for row in stats])   # (n_source, n_target)
-        lim = 0.0
-        if k < 2:
-            im = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="viridis")
-        else:
-            lim = max(0.05, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.05)
-            im = ax.imshow(grid, vmin=-lim, vmax=lim, cmap="RdBu")
-        for i in range(n):
-            for j in range(n):
-                text = fmt(stats[i][j], signed=(k == 2), digits=2).replace(" ± ", "\n±")
-                v = grid[i, j]
-                # Light text on the dark ends of each colour map.
-                dark = np.isfinite(v) and (v < 0.75 if k < 2 else abs(v) > 0.6 * lim)
-                ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
-        ax.set_xticks(range(n), res.datasets, rotation=45, ha="right")
-        # The rows are the same datasets in every panel: name them once, on the left, so
-        # they never collide with the previous panel's colour bar.
-        ax.set_yticks(range(n), res.datasets if k == 0 else [])
-        ax.set_xlabel("evaluated on")
-        if k == 0:
-            ax.set_ylabel("trained on")
-        ax.set_title(title)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.suptitle(f"AUROC, mean over seeds {', '.join(map(str, res.seeds))}")
-    _save(fig, path)
-
-
-def flow_scores(run: Run, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-flow ``(score (n,), label (n,) 0/1)`` of a run's labelled test flows.
-
-    Reads the scores, labels and splits files the METRICS.json names (paths as evaluate saw
-    them, so relative to the working directory of the workflow).
-    """
-    import pyarrow.parquet as pq
-
-    from janus.datasets.splits import load_splits
-    from janus.evaluation.aggregate import rows_of
-    from janus.evaluation.evaluate import rank_finite, read_labels
-
-    for key in ("scores_file", "labels_file", "splits_file"):
-        if not getattr(run, key):
-            raise JanusError(f"{run.path}: key {key!r} is missing; figures need per-flow scores")
-    table = pq.read_table(run.scores_file, columns=["flow_id", column])
-    flow_id = table.column("flow_id").to_numpy().astype(np.int64)
-    score = table.column(column).to_numpy().astype(np.float64)
-    splits = load_splits(run.splits_file)
-    lab_id, label, _ = read_labels(run.labels_file)
-    y = label[rows_of(lab_id, splits["test"], f"{run.labels_file} vs {run.splits_file}")]
-    s = score[rows_of(flow_id, splits["test"], f"{run.scores_file} vs {run.splits_file}")]
-    known = y >= 0
-    # Infinite scores (an overflowing detector) keep their rank, as in janus evaluate.
-    _, s, _ = rank_finite(np.zeros(0), s[known], f"{run.scores_file}: column {column!r}")
-    return s, y[known].astype(np.int8)
-
-
-def roc_png(res: Results, dataset: str, seed: int, path: Path) -> None:
-    """ROC curves of every entry on ``dataset`` (within-dataset runs of ``seed``)."""
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    drawn = 0
-    for e in res.entries():
-        run = res.index.get((e.detector, dataset, dataset), {}).get(seed)
-        if run is None:
-            continue
-        s, y = flow_scores(run, e.column)
-        if y.min(initial=1) == y.max(initial=0):
-            continue
-        fpr, tpr, _ = roc_curve(y, s)
-        ax.plot(fpr, tpr, label=f"{e.label} (AUROC {roc_auc_score(y, s):.3f})")
-        drawn += 1
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1),
-           title=f"{dataset}: ROC (seed {seed})")
-    if drawn:
-        ax.legend(loc="lower right", fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no test set with both classes", ha="center")
-    _save(fig, path)
-
-
-def hist_png(res: Results, dataset: str, seed: int, path: Path, bins: int = 60) -> None:
-    """Benign vs attack score histograms, one panel per entry, on ``dataset``."""
-    import matplotlib.pyplot as plt
-
-    panels = [(e, res.index.get((e.detector, dataset, dataset), {}).get(seed))
-              for e in res.entries()]
-    panels = [(e, r) for e, r in panels if r is not None]
-    if not panels:
-        _empty_figure(path, f"{dataset}: no within-dataset run of seed {seed}")
-        return
-    fig, axes = plt.subplots(len(panels), 1, figsize=(6, 2.2 * len(panels)), squeeze=False)
-    for ax, (e, run) in zip(axes[:, 0], panels):
-        s, y = flow_scores(run, e.column)
-        # Clip to the central 99.8 % so a few extreme flows do not squash every bin into one.
-        lo, hi = np.quantile(s, [0.001, 0.999]) if s.size else (0.0, 1.0)
-        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
-        for cls, name, colour in ((0, "benign", "tab:blue"), (1, "attack", "tab:red")):
-            part = np.clip(s[y == cls], edges[0], edges[-1])
-            if part.size:
-                ax.hist(part, bins=edges, density=True, alpha=0.55, color=colour,
-                        label=f"{name} (n={part.size})")
-        ax.set_title(f"{e.label}", fontsize=9)
-        ax.set_ylabel("density")
-        ax.legend(fontsize=7)
-    axes[-1, 0].set_xlabel("score (higher = more anomalous)")
-    fig.suptitle(f"{dataset}: test scores (seed {seed})")
-    _save(fig, path)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -572,11 +625,17 @@ def write_report(res: Results, out_dir: Path, config_hash: str | None = None,
                     "aggregators.md": aggregators_md, "baselines.md": baselines_md}
         for name in TABLES:
             path = out_dir / name
-            write_text(path, builders[name](res) + "\n" + footer)
-            written.append(path)
+            text = builders[name](res) + "\n" + footer
+            write_text(path, text)
+            # The HTML report shows HTML inline (a markdown file only as a download).
+            page = out_dir / "tables" / name.replace(".md", ".html")
+            write_text(page, md_to_html(text, name))
+            written += [path, page]
     if figures == "none":
         return written
     import matplotlib
+
+    from janus.evaluation.figures import cross_matrix_png, hist_png, roc_png
 
     matplotlib.use("Agg")
     fig_dir = out_dir / "figures"
