@@ -99,7 +99,10 @@ def test_cross_matrix_values(metrics, tmp_path):
     assert _row(baseline, "B")[1:] == ["0.520 ± 0.020", "0.930 ± 0.020"]
     # Averages: janus-OAS within = mean(0.92, 0.98), cross = mean(0.75, 0.60).
     avg = text.split("## Averages")[1]
-    assert _row(avg, "janus-OAS")[1:] == ["0.950", "0.675"]
+    # AUROC within / cross, then TPR@1%FPR (= auroc / 2 here) within / cross.
+    assert _row(avg, "janus-OAS (target-cal.)")[1:] == ["0.950", "0.675", "0.475", "0.338"]
+    tpr = text.split("## TPR at 1 % FPR")[1].split("## Averages")[0]
+    assert _row(tpr.split("### iforest")[1], "B")[1:] == ["0.260 ± 0.010", "0.465 ± 0.010"]
 
 
 def test_negative_delta_is_signed(tmp_path):
@@ -120,16 +123,18 @@ def test_within_thresholded_per_attack_aggregators(metrics):
     thr = report.thresholded_md(res)
     within_part = thr.split("## Cross-dataset")[0]
     cells = _row(within_part, "A → A")
-    assert cells[1] == "janus-OAS"
-    # precision = auroc, recall@P95 = auroc - 0.1, f1@P99 = auroc - 0.1, tpr = auroc / 2.
-    assert cells[2:5] == ["0.920 ± 0.020", "0.820 ± 0.020", "0.870 ± 0.020"]
-    assert cells[7] == "0.820 ± 0.020"
-    assert cells[8] == "0.460 ± 0.010"
+    assert cells[1] == "janus-OAS (target-cal.)"
+    # fpr@P95 = 0.05, precision = auroc, recall@P95 = auroc - 0.1, f1@P95 = auroc - 0.05,
+    # fpr@P99 = 0.01, f1@P99 = auroc - 0.1, tpr@1% = auroc / 2 (no 0.1 % value here).
+    assert cells[2:6] == ["0.050 ± 0.000", "0.920 ± 0.020", "0.820 ± 0.020", "0.870 ± 0.020"]
+    assert cells[6] == "0.010 ± 0.000" and cells[9] == "0.820 ± 0.020"
+    assert cells[10] == report.MISSING and cells[11] == "0.460 ± 0.010"
 
     per_attack = report.per_attack_md(res)
     section_a = per_attack.split("## A")[1].split("## B")[0]
-    # Columns: janus-OAS, janus (terminal_norm), iforest.
-    assert _row(section_a, "scan")[1:] == ["0.080 ± 0.020", "0.180 ± 0.020", "0.130 ± 0.020"]
+    # Columns: n (no counts in these files), janus-OAS, janus (terminal_norm), iforest.
+    assert _row(section_a, "scan")[1:] == [report.MISSING, "0.080 ± 0.020", "0.180 ± 0.020",
+                                           "0.130 ± 0.020"]
 
     agg = report.aggregators_md(res)
     assert _row(agg, "train → test")[1:] == ["`oas`", "`oas_paper`", "`maxz`",
@@ -140,11 +145,12 @@ def test_within_thresholded_per_attack_aggregators(metrics):
 
     base = report.baselines_md(res)
     assert _row(base, "iforest")[1:] == ["0.870 ± 0.020", "0.930 ± 0.020", "0.900", "0.535"]
+    assert "n = 3 seeds" in base
     cross = base.split("## Cross-dataset")[1]
     # Columns: janus-OAS, janus (terminal_norm), iforest; rows: the off-diagonal pairs.
     assert _row(cross, "A → B")[1:] == ["0.750 ± 0.050", "0.720 ± 0.010", "0.550 ± 0.000"]
     assert _row(cross, "B → A")[1:] == ["0.600 ± 0.000", "0.550 ± 0.050", "0.520 ± 0.020"]
-    assert _row(cross, "mean")[1:] == ["0.675", "0.635", "0.535"]
+    assert _row(cross.split("### Cross-dataset TPR")[0], "mean")[1:] == ["0.675", "0.635", "0.535"]
     assert "A → A" not in cross
 
 
@@ -195,7 +201,8 @@ def test_dataset_figures_read_per_flow_scores(tmp_path):
     out = tmp_path / "out"
     assert report.main(["--metrics", str(m), "--out-dir", str(out), "--no-tables",
                         "--figures", "datasets"]) == 0
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["hist_A.png", "roc_A.png"]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == [
+        "hist_A.pdf", "hist_A.png", "roc_A.pdf", "roc_A.png"]
     assert not (out / "cross_matrix.md").exists()
 
 
@@ -249,5 +256,58 @@ def test_within_lists_the_extended_path_scores_after_the_ten(tmp_path):
     within = report.within_md(report.Results(report.load_runs(paths)))
     for k, c in enumerate(contract.EXTENDED_SCORE_COLUMNS):
         assert _row(within, f"`{c}`")[1:] == [f"{0.6 + 0.01 * k:.3f} ± 0.000"]
-    order = [line.split("|")[1].strip() for line in within.splitlines() if line.startswith("| `")]
+    auroc_table = within.split("## janus: TPR")[0]  # the TPR table repeats the rows
+    order = [line.split("|")[1].strip() for line in auroc_table.splitlines()
+             if line.startswith("| `")]
     assert order == ["`oas`", "`terminal_norm`"] + [f"`{c}`" for c in contract.EXTENDED_SCORE_COLUMNS]
+
+
+def test_control_cells_show_the_target_value_and_both_transfer_modes(tmp_path):
+    paths = []
+    for seed in (1, 2):
+        for s, t in (("A", "A"), ("A", "B"), ("B", "A"), ("B", "B")):
+            cols = {"oas": _col(0.9 if s == t else 0.8), "oas_source": _col(0.9 if s == t else 0.6),
+                    "terminal_norm": _col(0.7)}
+            paths.append(_write(tmp_path, "janus", s, t, seed, cols))
+        paths.append(_write(tmp_path, "feature_oas", "A", "A", seed, {"oas": _col(0.75)}))
+        paths.append(_write(tmp_path, "feature_oas", "B", "B", seed, {"oas": _col(0.65 + seed / 100)}))
+        paths.append(_write(tmp_path, "kitnet", "A", "A", seed, {"score": _col(0.5)}))
+    res = report.Results(report.load_runs(paths), ["A", "B"], ["feature_oas", "janus", "kitnet"])
+    labels = [e.label for e in res.entries()]
+    assert labels == ["feature-OAS control", "janus-OAS (target-cal.)", "janus-OAS (source-cal.)",
+                      "janus (terminal_norm)", "kitnet (20 flow features)"]
+    base = report.baselines_md(res)
+    cross = base.split("## Cross-dataset")[1].split("###")[0]
+    # A -> B: the control's cell is its B value (0.66, 0.67); calibrated 0.8, uncalibrated 0.6.
+    assert _row(cross, "A → B")[1:4] == ["0.665 ± 0.007", "0.800 ± 0.000", "0.600 ± 0.000"]
+    assert _row(cross, "B → A")[1] == "0.750 ± 0.000"
+    assert "calibrated cross-domain transfer" in base and "not zero-shot" in base
+    assert "115 AfterImage" in base
+    # The control adds no pair the models lack: kitnet has A -> A only, and no B -> B column.
+    assert res.pairs(cross=True) == [("A", "B"), ("B", "A")]
+
+
+def test_bootstrap_interval_is_of_the_mean_over_seeds_and_pairs(tmp_path):
+    paths = []
+    for seed, shift in ((1, 0.0), (2, 0.02)):
+        col = _col(0.8 + shift)
+        col["auroc_boot"] = list(0.8 + shift + np.linspace(-0.05, 0.05, 101))
+        paths.append(_write(tmp_path, "iforest", "A", "A", seed, {"score": col}))
+    res = report.Results(report.load_runs(paths))
+    lo, hi = res.boot_ci("iforest", [("A", "A")], "score")
+    # Replicate b is the mean over seeds: 0.81 + linspace(-0.05, 0.05).
+    grid = 0.81 + np.linspace(-0.05, 0.05, 101)
+    assert lo == pytest.approx(np.percentile(grid, 2.5)) and hi == pytest.approx(np.percentile(grid, 97.5))
+    assert f"[{lo:.3f}, {hi:.3f}]" in _row(report.baselines_md(res), "iforest")[-2]
+    # A run without replicates: no interval rather than a wrong one.
+    paths.append(_write(tmp_path, "iforest", "A", "A", 3, {"score": _col(0.8)}))
+    assert report.Results(report.load_runs(paths)).boot_ci("iforest", [("A", "A")], "score") is None
+
+
+def test_html_copy_of_a_table_keeps_every_cell(metrics, tmp_path):
+    res = report.Results(report.load_runs(metrics), ["A", "B"], ["janus", "iforest"])
+    text = report.baselines_md(res)
+    page = report.md_to_html(text, "baselines.md")
+    assert page.count("<table>") == text.count("|:---|")
+    assert "<td>0.870 ± 0.020</td>" in page and "<b>feature-OAS control</b>" in page
+    assert "<i>calibrated cross-domain transfer</i>" in page

@@ -658,10 +658,15 @@ TABLES = [
     "results/baselines.md",
 ]
 
-# The ROC and histogram figures read the per-flow files of the figure seed's within runs.
+# The ROC and histogram figures read the per-flow files of the within runs; every figure is
+# also written as PDF beside its PNG.
 FIGURES = ["results/figures/cross_matrix.png"] + expand(
     "results/figures/{kind}_{dataset}.png", kind=["roc", "hist"], dataset=DATASETS
 )
+FIGURE_PDFS = [f.replace(".png", ".pdf") for f in FIGURES]
+TABLE_PAGES = [
+    t.replace("results/", "results/tables/").replace(".md", ".html") for t in TABLES
+]
 
 
 def figure_reports(kind, caption, subcategory):
@@ -752,7 +757,9 @@ def remove_results_of_lost_models():
     stale = [f for m in lost for f in MODEL_RESULTS[m] if os.path.exists(f)]
     if not stale:
         return
-    stale += [f for f in TABLES + FIGURES if os.path.exists(f)]
+    stale += [
+        f for f in TABLES + TABLE_PAGES + FIGURES + FIGURE_PDFS if os.path.exists(f)
+    ]
     dry = _dry_run()
     logger.warning(
         f"{', '.join(lost)}: missing, but {len(stale)} result files were made from them (an "

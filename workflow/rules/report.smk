@@ -8,31 +8,35 @@ rule report:
         scores=FIGURE_SCORES,
         data=FIGURE_DATA,
     output:
+        # The HTML report shows the HTML copies inline; the markdown tables are the files.
+        tables=TABLES,
         cross=report(
-            "results/cross_matrix.md",
+            "results/tables/cross_matrix.html",
             caption="../report/cross_matrix.rst",
             category="Tables",
         ),
         within=report(
-            "results/within.md", caption="../report/within.rst", category="Tables"
+            "results/tables/within.html",
+            caption="../report/within.rst",
+            category="Tables",
         ),
         thresholded=report(
-            "results/thresholded.md",
+            "results/tables/thresholded.html",
             caption="../report/thresholded.rst",
             category="Tables",
         ),
         per_attack=report(
-            "results/per_attack.md",
+            "results/tables/per_attack.html",
             caption="../report/per_attack.rst",
             category="Tables",
         ),
         aggregators=report(
-            "results/aggregators.md",
+            "results/tables/aggregators.html",
             caption="../report/aggregators.rst",
             category="Tables",
         ),
         baselines=report(
-            "results/baselines.md",
+            "results/tables/baselines.html",
             caption="../report/baselines.rst",
             category="Tables",
         ),
@@ -43,6 +47,7 @@ rule report:
         ),
         roc=figure_reports("roc", "../report/roc.rst", "ROC"),
         hist=figure_reports("hist", "../report/hist.rst", "Score histograms"),
+        pdfs=FIGURE_PDFS,
     log:
         "logs/report/report.log",
     benchmark:
