@@ -425,7 +425,7 @@ def cross_matrix_md(res: Results) -> str:
               "The operating point of a SOC: the share of attack flows caught when 1 % of the "
               "benign flows raise an alarm (read off the test ROC curve).\n"]
     for e in res.entries():
-        parts += [f"### {e.label} (`{e.column}`)\n", _matrix(res, e, TPR1)]
+        parts += [f"### TPR at 1 % FPR: {e.label} (`{e.column}`)\n", _matrix(res, e, TPR1)]
     parts += ["## Averages over dataset pairs\n",
               "Mean over pairs of the seed-mean AUROC and TPR at 1 % FPR.\n",
               md_table(["detector", "AUROC within (diagonal)", "AUROC cross (off-diagonal)",
@@ -486,7 +486,8 @@ def _p_f1(res: Results, e: Entry, s: str, t: str, q: str, prevalence: str | None
     f = res.stat(e.detector, s, t, e.column, base + ("f1",))
     if p[2] == 0 and f[2] == 0:
         return MISSING
-    return f"{p[0]:.2f} / {f[0]:.2f}"
+    # 0/0 (a threshold that flags nothing) has no precision: shown as "—".
+    return " / ".join(MISSING if v[2] == 0 else f"{v[0]:.2f}" for v in (p, f))
 
 
 def thresholded_md(res: Results) -> str:
