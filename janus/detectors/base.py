@@ -272,7 +272,7 @@ class Detector(ABC):
         if len(train) < 2:
             raise JanusError(f"detector {self.name!r} needs at least 2 training flows, got "
                              f"{len(train)}")
-        self.scaler = FeatureScaler().fit(train.features)
+        self.scaler = FeatureScaler().fit(self._scaler_data(np.asarray(train.features, np.float64)))
         if self.reads_packets:
             self.packet_scaler = PacketScaler(self.params["max_packets"]).fit(train.packets,
                                                                               train.lengths)
@@ -283,6 +283,11 @@ class Detector(ABC):
         self.history["n_train"] = len(train)
         self.history["n_val"] = 0 if val is None else len(val)
         return self
+
+    def _scaler_data(self, x_train: np.ndarray) -> np.ndarray:
+        """The features ``(n, 20)`` the standardisation is fitted on: the training flows'
+        own (``nf`` fits it on their dequantised values)."""
+        return x_train
 
     def score(self, x: FlowData | np.ndarray) -> np.ndarray:
         """Anomaly scores ``(n,)`` float64 of raw flows (as :meth:`fit` takes them)."""

@@ -19,7 +19,9 @@ are. So, when ``dequantize`` is on (the default):
 
 * every feature whose benign training values are all integers is *uniformly dequantised*
   during training and validation: ``x + u`` with ``u ~ U[0, 1)`` drawn afresh each batch, in
-  the features' own units, before the fixed log transform and the standardisation; scoring
+  the features' own units, before the fixed log transform and the standardisation (whose
+  mean and std are those of one dequantised draw of the training flows, so an almost
+  constant count does not blow its unit cells up to hundreds of standard deviations); scoring
   evaluates the density at the cell's midpoint ``x + 1/2`` (no noise, so scores are
   deterministic);
 * every feature then gets Gaussian noise of ``jitter`` standardised units during training:
@@ -48,7 +50,9 @@ import numpy as np
 from janus.contract import FLOW_FEATURES
 from janus.detectors.base import (
     Detector,
+    FlowData,
     TorchDetector,
+    as_flow_data,
     batched_eval,
     seed_everything,
     train_minibatch,
@@ -89,17 +93,26 @@ class NFDetector(TorchDetector):
         names = set(self.history.get("dequantised", []))
         return np.array([f in names for f in FLOW_FEATURES])
 
-    def fit(self, x_train: np.ndarray, x_val: np.ndarray | None = None) -> Detector:
-        x = np.asarray(x_train, dtype=np.float64)
+    def fit(self, x_train: FlowData | np.ndarray,
+            x_val: FlowData | np.ndarray | None = None) -> Detector:
+        x = np.asarray(as_flow_data(x_train).features, dtype=np.float64)
         integer = (np.all(x == np.round(x), axis=0) if self.params["dequantize"] and x.size
                    else np.zeros(len(FLOW_FEATURES), bool))
         self.history["dequantised"] = [f for f, k in zip(FLOW_FEATURES, integer) if k]
         return super().fit(x_train, x_val)
 
-    def score(self, x: np.ndarray) -> np.ndarray:
+    def _scaler_data(self, x_train: np.ndarray) -> np.ndarray:
+        # Standardise with the statistics of the dequantised counts: a count that is almost
+        # constant on benign flows has a tiny raw spread, and dividing the unit-wide
+        # dequantisation cells by it would put them hundreds of units out.
+        rng = np.random.default_rng(self.seed)
+        return x_train + self._integer_mask() * rng.uniform(0.0, 1.0, x_train.shape)
+
+    def score(self, x: FlowData | np.ndarray) -> np.ndarray:
         # The density of a dequantised count is evaluated at its cell's midpoint.
-        x = np.asarray(x, dtype=np.float64)
-        return super().score(x + 0.5 * self._integer_mask())
+        data = as_flow_data(x)
+        mid = np.asarray(data.features, dtype=np.float64) + 0.5 * self._integer_mask()
+        return super().score(FlowData(mid, data.packets, data.lengths))
 
     def _fit(self, z_train: np.ndarray, z_val: np.ndarray | None) -> None:
         seed_everything(self.seed)
