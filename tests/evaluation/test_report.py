@@ -101,7 +101,7 @@ def test_cross_matrix_values(metrics, tmp_path):
     avg = text.split("## Averages")[1]
     # AUROC within / cross, then TPR@1%FPR (= auroc / 2 here) within / cross.
     assert _row(avg, "janus-OAS (target-cal.)")[1:] == ["0.950", "0.675", "0.475", "0.338"]
-    tpr = text.split("## TPR at 1 % FPR")[1].split("## Averages")[0]
+    tpr = text.split("\n## TPR at 1 % FPR\n")[1].split("## Averages")[0]
     assert _row(tpr.split("### TPR at 1 % FPR: iforest")[1], "B")[1:] == ["0.260 ± 0.010", "0.465 ± 0.010"]
 
 
