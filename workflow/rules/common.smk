@@ -647,7 +647,11 @@ METRICS = [
     for d in DETECTORS
     for s, t in PAIRS
     for seed in SEEDS
-] + [f"results/metrics/{CONTROL}/{d}/{d}/seed{seed}.json" for d in DATASETS for seed in SEEDS]
+] + [
+    f"results/metrics/{CONTROL}/{d}/{d}/seed{seed}.json"
+    for d in DATASETS
+    for seed in SEEDS
+]
 
 TABLES = [
     "results/cross_matrix.md",
@@ -775,7 +779,10 @@ remove_results_of_lost_models()
 
 # The ROC figures draw the spread over every seed.
 FIGURE_SCORES = [
-    scores_path(det, d, d, seed) for det in DETECTORS for d in DATASETS for seed in SEEDS
+    scores_path(det, d, d, seed)
+    for det in DETECTORS
+    for d in DATASETS
+    for seed in SEEDS
 ] + [control_scores_path(d, seed) for d in DATASETS for seed in SEEDS]
 FIGURE_DATA = expand(
     ["data/{dataset}/labels.parquet", "data/{dataset}/splits/seed{seed}.npz"],
