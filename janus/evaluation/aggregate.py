@@ -609,7 +609,7 @@ def read_thresholds(path: str | Path) -> dict[str, dict]:
 
     try:
         raw = (pq.read_schema(path).metadata or {}).get(THRESHOLDS_KEY.encode())
-    except Exception:  # unreadable files get their precise error from read_score_table
+    except (OSError, ValueError):  # read_score_table names an unreadable file precisely
         return {}
     return {} if raw is None else dict(json.loads(raw))
 

@@ -201,7 +201,10 @@ def _score_bins(s: np.ndarray, lo: float, hi: float, bins: int):
     if hi - med > 10 * max(med - lo, 1e-12):
         spread = float(np.subtract(*np.quantile(s, [0.75, 0.25]))) if s.size else 1.0
         lt = max(spread, 1e-6)
-        t = lambda x: np.sign(x) * np.log10(1 + np.abs(x) / lt)  # noqa: E731
+
+        def t(x):
+            return np.sign(x) * np.log10(1 + np.abs(x) / lt)
+
         grid = np.linspace(t(lo), t(hi), bins + 1)
         edges = np.sign(grid) * lt * (10 ** np.abs(grid) - 1)
         return edges, ("symlog", {"linthresh": lt}), f", symmetric log scale (linear within ±{lt:.2g})"

@@ -320,7 +320,7 @@ def _with_cal(tmp_path):
 
 
 def test_thresholds_come_from_cal_and_prevalence_reweights(dataset):
-    tmp_path, label, attack = dataset
+    tmp_path, label, _ = dataset
     sp = _with_cal(tmp_path)
     out = tmp_path / "m.json"
     assert evaluate.main(["--scores", str(tmp_path / "scores.parquet"), "--labels",
