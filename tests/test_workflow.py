@@ -130,10 +130,16 @@ def test_batched_commands_cover_every_target(wf):
     assert len(baseline_cmds) == 2
     # iforest is not trained by epochs: no --epochs, but its --param override.
     assert all("--param n_estimators=30" in c and "--epochs" not in c for c in baseline_cmds)
-    # Evaluate: the JANUS vectors are aggregated first, then all four runs are evaluated.
+    # Evaluate: the JANUS vectors are aggregated first (each with its source fit, the
+    # uncalibrated column), the source's feature-OAS control is written, then all five runs
+    # are evaluated (the control is of the source dataset itself).
     assert ("--aggregate results/scores/janus/a/b/seed7.parquet "
-            "results/agg/janus/a/b/seed7.parquet") in text
-    assert ("--detector janus janus iforest iforest --target a b a b") in text
+            "results/agg/janus/a/b/seed7.parquet --source-fit "
+            "results/scores/janus/a/b/seed7.parquet results/scores/janus/a/a/seed7.parquet "
+            "data/a/splits/seed7.npz") in text
+    assert ("--feature-oas data/a/flow_features.parquet "
+            "results/agg/feature_oas/a/a/seed7.parquet") in text
+    assert ("--detector janus janus iforest iforest feature_oas --target a b a b a") in text
     counts = _job_counts(text)
     assert counts["train"] == 4 and counts["score"] == 2 and counts["evaluate"] == 2
     # Within-dataset only: each job covers its own dataset alone.
@@ -372,12 +378,12 @@ def test_end_to_end_tiny_config(tiny_workflow):
     tests/test_end_to_end.py checks its values), then nothing left to do on a second run."""
     wf, args = tiny_workflow
     cross = (wf / "results" / "cross_matrix.md").read_text()
-    assert "## janus: Mahalanobis-OAS vs terminal_norm" in cross
+    assert "## janus: Mahalanobis-OAS (target-cal.) vs terminal_norm" in cross
     assert "| office |" in cross and "| iot |" in cross
     assert "config hash:" in cross
     for name in ("within.md", "thresholded.md", "per_attack.md", "aggregators.md",
                  "baselines.md", "figures/cross_matrix.png", "figures/roc_iot.png",
-                 "figures/hist_office.png"):
+                 "figures/hist_office.png", "figures/roc_iot.pdf", "tables/baselines.html"):
         assert (wf / "results" / name).stat().st_size > 0, name
     again = _snakemake(wf, *args, "-n")
     assert again.returncode == 0, again.stderr
@@ -385,6 +391,8 @@ def test_end_to_end_tiny_config(tiny_workflow):
     html = _snakemake(wf, *args, "--report", "results/report.html", timeout=300)
     assert html.returncode == 0, html.stderr[-3000:]
     assert (wf / "results" / "report.html").stat().st_size > 0
+    # The tables are shown inline (HTML), not only offered as downloads.
+    assert (wf / "results" / "report.html").read_text().count('"mime_type": "text/html"') == 6
 
 
 # --------------------------------------------------------------------------- deployment
