@@ -256,7 +256,7 @@ def test_cli_extended_file_keeps_the_aggregate_columns_and_passes_through(small_
     assert json.loads(meta[score.SCORE_OPTIONS_KEY.encode()])["extended"] is True
     sp = tmp_path / "splits.npz"
     assert splits.main(["--data", str(ds_dir), "--seed", "1", "--out", str(sp), "--n-train", "20",
-                        "--n-val", "10", "--n-test-benign", "10", "--n-test-attack", "8"]) == 0
+                        "--n-val", "10", "--n-cal", "0", "--n-test-benign", "10", "--n-test-attack", "8"]) == 0
     agg = tmp_path / "agg.parquet"
     aggregate_file(out, sp, agg)
     agg_table = pq.read_table(agg)

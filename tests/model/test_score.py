@@ -121,15 +121,17 @@ def test_checkpoint_roundtrip_and_cli(trained: tuple[Path, Path], tmp_path: Path
     assert table.column_names == ["flow_id", *SCORE_COLUMNS]
     np.testing.assert_array_equal(table.column("flow_id").to_numpy(), ids)
     np.testing.assert_array_equal(np.stack([table.column(c).to_numpy() for c in SCORE_COLUMNS], 1), direct)
-    # --splits: only the val and test flows, sorted.
+    # --splits: only the val, cal and test flows, sorted.
     sp = tmp_path / "splits.npz"
     assert splits.main(["--data", str(ds_dir), "--seed", "1", "--out", str(sp), "--n-train", "100",
-                        "--n-val", "20", "--n-test-benign", "30", "--n-test-attack", "30"]) == 0
+                        "--n-val", "20", "--n-cal", "15", "--n-test-benign", "30",
+                        "--n-test-attack", "30"]) == 0
     assert score.main(["--checkpoint", str(ckpt), "--data", str(ds_dir), "--out", str(out),
                        "--splits", str(sp)]) == 0
     z = splits.load_splits(sp)
     got = pq.read_table(out).column("flow_id").to_numpy()
-    np.testing.assert_array_equal(got, np.union1d(z["val"], z["test"]))
+    assert z["cal"].size == 15
+    np.testing.assert_array_equal(got, np.union1d(np.union1d(z["val"], z["cal"]), z["test"]))
 
 
 def test_same_seed_gives_bit_identical_scores(tmp_path: Path) -> None:
@@ -164,7 +166,8 @@ def test_several_targets_in_one_process_match_single_runs(trained: tuple[Path, P
     other = mixed_dataset(tmp_path / "other", n_benign=50, n_attack=30, t=T, seed=9)
     sp = tmp_path / "sp.npz"
     assert splits.main(["--data", str(other), "--seed", "2", "--out", str(sp), "--n-train", "20",
-                        "--n-val", "10", "--n-test-benign", "20", "--n-test-attack", "20"]) == 0
+                        "--n-val", "10", "--n-cal", "0", "--n-test-benign", "20",
+                        "--n-test-attack", "20"]) == 0
     single = [tmp_path / "s1.parquet", tmp_path / "s2.parquet"]
     assert score.main(["--checkpoint", str(ckpt), "--data", str(ds_dir), "--out",
                        str(single[0]), "--device", "cpu"]) == 0

@@ -328,7 +328,7 @@ def test_cli_trains_and_writes_run_folder(tmp_path: Path) -> None:
     ds_dir = mixed_dataset(tmp_path / "ds", 80, 20, T)
     sp = tmp_path / "splits.npz"
     assert splits.main(["--data", str(ds_dir), "--seed", "0", "--out", str(sp), "--n-train", "48",
-                        "--n-val", "16", "--n-test-benign", "16", "--n-test-attack", "16"]) == 0
+                        "--n-val", "16", "--n-cal", "0", "--n-test-benign", "16", "--n-test-attack", "16"]) == 0
     run = tmp_path / "run"
     argv = ["--data", str(ds_dir), "--splits", str(sp), "--seed", "0", "--out", str(run),
             "--max-packets", str(T), "--d-model", "16", "--n-layers", "1", "--n-heads", "2",
