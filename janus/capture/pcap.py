@@ -56,6 +56,8 @@ not a cut: it is damage too.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import struct
 from collections.abc import Iterator
@@ -458,15 +460,17 @@ def _read_head(path: Path, n: int) -> bytes:
         raise CaptureError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
-def detect_format(path: str | Path) -> str:
-    """``"pcap"`` or ``"pcapng"`` from the file's magic number.
+def detect_format(path: str | Path, head: bytes | None = None) -> str:
+    """``"pcap"`` or ``"pcapng"`` from the file's magic number (``head``: its first 16 bytes,
+    already read, for a stream that cannot be opened twice; ``path`` then only names it).
 
     Raises:
         CaptureError: the file is missing, empty, or not a pcap/pcapng file (the message
             names the file, shows its first bytes in hex and hints at what it might be).
     """
     path = Path(path)
-    head = _read_head(path, 16)
+    if head is None:
+        head = _read_head(path, 16)
     if not head:
         raise CaptureError(f"{path}: the file is empty (0 bytes), not a capture")
     if len(head) >= 4:
@@ -912,11 +916,12 @@ def iter_capture(
     skips: SkipCounter | None = None,
     chunk_bytes: int = 32 << 20,
     strict: bool = False,
+    stream: BinaryIO | None = None,
 ) -> Iterator[PacketBatch]:
     """Decoded packets of one pcap/pcapng file, as batches in file order.
 
     Args:
-        path: the capture file.
+        path: the capture file (with ``stream``: only its name in messages).
         file_index: stored in every row's ``file_index`` (the file's index in the caller's
             list of files).
         skips: counter incremented, by reason, for every record that is not in a batch
@@ -930,6 +935,8 @@ def iter_capture(
             on it.
         strict: raise at the first damaged record or block instead of skipping to the next
             valid one (see the module docstring; the skipped bytes are counted in ``skips``).
+        stream: read this open binary stream (a pipe: standard input) instead of opening
+            ``path``; it is read once, front to back, and never closed here.
 
     Yields:
         :class:`~janus.capture.batch.PacketBatch` es (never empty) with ``ts`` in Unix seconds
@@ -944,11 +951,18 @@ def iter_capture(
     path = Path(path)
     if skips is None:
         skips = SkipCounter()
-    kind = detect_format(path)
+    if stream is None:
+        kind = detect_format(path)
+        opened = _open(path)
+    else:
+        # A pipe cannot be reopened: the magic number is read from it and put back in front.
+        head = _read_exactly(stream, 16)
+        kind = detect_format(path, head)
+        opened = contextlib.nullcontext(_Prefixed(head, stream))
     reader = _iter_pcap if kind == "pcap" else _iter_pcapng
     pending: list[PacketBatch] = []
     start = 0  # file offset where the pending batches begin
-    with _open(path) as fh:
+    with opened as fh:
         try:
             for batch, reached in reader(path, fh, file_index, skips, chunk_bytes, strict):
                 if batch is not None:
@@ -962,6 +976,51 @@ def iter_capture(
             raise
     if pending:
         yield _join(pending)
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes of ``stream``, fewer only at its end (a pipe returns short reads)."""
+    parts, got = [], 0
+    while got < n:
+        part = stream.read(n - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` followed by the rest of ``stream``: what the readers need of a file object.
+    ``read(n)`` returns ``n`` bytes unless the stream ends, as a regular file's does (a header
+    read of 24 bytes must not come back short because the pipe did)."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if len(self._head):
+            k = min(len(buf), len(self._head))
+            buf[:k] = self._head[:k]
+            self._head = self._head[k:]
+            return k
+        return self._stream.readinto(buf)
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return bytes(self._head) + self._stream.read()
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            k = self.readinto(view[got:])
+            if not k:
+                break
+            got += k
+        return bytes(buf[:got])
 
 
 def _join(batches: list[PacketBatch]) -> PacketBatch:

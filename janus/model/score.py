@@ -186,24 +186,45 @@ def terminal_point(
 
 
 @torch.no_grad()
-def score_batch(model: JanusNet, batch: Batch, opts: ScoreOptions = ScoreOptions()) -> torch.Tensor:
-    """The scores of one batch, :attr:`ScoreOptions.columns` order: ``(B, 10)`` float32, or
-    ``(B, 17)`` float64 with ``opts.extended``."""
+def packet_terms(
+    model: JanusNet, batch: Batch, opts: ScoreOptions = ScoreOptions()
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The additive terms the 10 scores are made of (what :mod:`janus.deploy.attribution` ranks).
+
+    Returns ``(sq_flow (B, 20), sq_packet (B, L, 3), nll (B, L, 6))``, float32: the squared
+    terminal point of each flow feature, of each packet's size/iat/win, and each packet's
+    flag NLL ``-log p(b_{i,c})`` in nats (direction, syn, fin, rst, psh, ack); both packet
+    terms are 0 on padding. :func:`scores_from_terms` turns them into the 10 scores.
+    """
     x0f, x0p, logits = terminal_point(model, batch, opts)
-    m = batch.mask.float()  # (B, L)
-    n = m.sum(1)  # (B,)
-    sq_flow = (x0f ** 2).sum(1)  # (B,)
-    sq_pkt = ((x0p ** 2).sum(2) * m).sum(1)  # (B,)
-    n_cont = batch.cont.shape[2]
+    m = batch.mask.float()[..., None]  # (B, L, 1)
     nll = F.binary_cross_entropy_with_logits(logits, batch.disc.float(), reduction="none")
-    nll_c = (nll * m[..., None]).sum(1) / n[:, None]  # (B, 6)
-    out = torch.cat([
-        ((sq_flow + sq_pkt) / (N_FLOW_FEATURES + n_cont * n))[:, None],
-        (sq_flow / N_FLOW_FEATURES)[:, None],
-        (sq_pkt / (n_cont * n))[:, None],
+    return x0f ** 2, x0p ** 2 * m, nll * m
+
+
+def scores_from_terms(sq_flow: torch.Tensor, sq_packet: torch.Tensor, nll: torch.Tensor,
+                      mask: torch.Tensor) -> torch.Tensor:
+    """The 10 scores (float32 ``(B, 10)``, :data:`SCORE_COLUMNS` order) from
+    :func:`packet_terms` and the valid-packet ``mask`` ``(B, L)``."""
+    n = mask.float().sum(1)  # (B,)
+    sq_f = sq_flow.sum(1)  # (B,)
+    sq_p = sq_packet.sum(2).sum(1)  # (B,)
+    n_cont = sq_packet.shape[2]
+    nll_c = nll.sum(1) / n[:, None]  # (B, 6)
+    return torch.cat([
+        ((sq_f + sq_p) / (N_FLOW_FEATURES + n_cont * n))[:, None],
+        (sq_f / N_FLOW_FEATURES)[:, None],
+        (sq_p / (n_cont * n))[:, None],
         nll_c.sum(1, keepdim=True),
         nll_c,
     ], dim=1)
+
+
+@torch.no_grad()
+def score_batch(model: JanusNet, batch: Batch, opts: ScoreOptions = ScoreOptions()) -> torch.Tensor:
+    """The scores of one batch, :attr:`ScoreOptions.columns` order: ``(B, 10)`` float32, or
+    ``(B, 17)`` float64 with ``opts.extended``."""
+    out = scores_from_terms(*packet_terms(model, batch, opts), batch.mask)
     if not opts.extended:
         return out
     from janus.model.extended_scores import extended_batch
