@@ -31,6 +31,9 @@ STEPS: dict[str, tuple[str, str]] = {
     "evaluate": ("janus.evaluate", "AUROC, thresholded P/R/F1, TPR@1%FPR, per-attack AUROC"),
     "baseline": ("janus.baselines", "train and score a baseline detector on the same splits"),
     "report": ("janus.report", "result tables (markdown) and figures"),
+    "models": ("janus.models", "deployable model folders (checkpoint, aggregator, thresholds, card)"),
+    "detect": ("janus.detect", "score new captures with a model folder: one verdict row per flow"),
+    "explain": ("janus.explain", "why one flow scored high: score columns, packets, a figure"),
 }
 
 
