@@ -599,6 +599,65 @@ def evaluate_args(wildcards):
     return " ".join(map(shlex.quote, args))
 
 
+# --------------------------------------------------------------------------- model folders
+# One janus.models job per dataset writes every seed's folder from the within-site JANUS run
+# (sigma_within): its checkpoint, raw scores (val + test flows) and metrics.
+
+MODEL_FOLDER_FILES = ("model.json", "aggregator.json", "model.pt", "MODEL_CARD.md")
+MODEL_FOLDERS = (
+    expand(
+        "results/models/{dataset}/seed{seed}/{file}",
+        dataset=DATASETS,
+        seed=SEEDS,
+        file=MODEL_FOLDER_FILES,
+    )
+    if "janus" in DETECTORS
+    else []
+)
+
+
+def _of_seeds(wildcards, pattern):
+    return [
+        pattern.format(d=wildcards.dataset, seed=seed, sigma=SIGMA_WITHIN)
+        for seed in SEEDS
+    ]
+
+
+def deploy_checkpoints(wildcards):
+    return _of_seeds(wildcards, "runs/janus/{d}/seed{seed}_sigma{sigma}/model.pt")
+
+
+def deploy_scores(wildcards):
+    return _of_seeds(wildcards, "results/scores/janus/{d}/{d}/seed{seed}.parquet")
+
+
+def deploy_metrics(wildcards):
+    return _of_seeds(wildcards, "results/metrics/janus/{d}/{d}/seed{seed}.json")
+
+
+def deploy_splits(wildcards):
+    return _of_seeds(wildcards, "data/{d}/splits/seed{seed}.npz")
+
+
+def deploy_data(wildcards, input):
+    return str(Path(input.stats).parent)
+
+
+def deploy_out(wildcards, output):
+    """results/models/<dataset>: the folder that receives seed<S>/."""
+    return str(Path(output.manifests[0]).parent.parent)
+
+
+def deploy_outputs(name):
+    """One of the folder files of every seed of the rule's dataset."""
+    return expand(
+        "results/models/{dataset}/seed{seed}/{name}",
+        seed=SEEDS,
+        name=name,
+        allow_missing=True,
+    )
+
+
 def res(step, key):
     return config["resources"][step][key]
 
