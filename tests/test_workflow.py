@@ -99,6 +99,8 @@ def test_dry_run_default_config(wf):
     assert counts["baseline"] == len(baselines) * n_data * n_seeds
     assert counts["evaluate"] == n_data * n_seeds
     assert counts["report"] == 1
+    # One job per dataset writes every seed's deployable model folder.
+    assert counts["model_folders"] == (n_data if "janus" in cfg["detectors"] else 0)
     assert "aggregate" not in counts and "baseline_score" not in counts
     # Hyper-parameters from config reach the commands.
     printed = _snakemake(wf, "-n", "-p", "--cores", "2", "--forcerun", "baseline").stdout
@@ -385,6 +387,12 @@ def test_end_to_end_tiny_config(tiny_workflow):
                  "baselines.md", "figures/cross_matrix.png", "figures/roc_iot.png",
                  "figures/hist_office.png", "figures/roc_iot.pdf", "tables/baselines.html"):
         assert (wf / "results" / name).stat().st_size > 0, name
+    from janus.deploy import load_model
+
+    for site in ("office", "iot"):
+        model = load_model(wf / "results" / "models" / site / "seed42")
+        assert model.manifest["provenance"]["dataset"] == site
+        assert model.manifest["test_metrics"]["columns"]["oas"]["auroc"] is not None
     again = _snakemake(wf, *args, "-n")
     assert again.returncode == 0, again.stderr
     assert "Nothing to be done" in again.stdout + again.stderr
