@@ -69,12 +69,13 @@ def _phase_rate(summary: str) -> tuple[float, float]:
     return flows, packets
 
 
-def big_capture(src: Path, mb: float, out: Path) -> int:
-    """Repeat ``src`` (a classic pcap) until about ``mb`` MB, each copy 1 s after the last
-    one ends; returns the packet count."""
+def big_capture(src: Path, mb: float, out: Path, gap_s: float = 1.0) -> int:
+    """Repeat ``src`` (a classic pcap) until about ``mb`` MB, each copy ``gap_s`` seconds
+    after the last one ends; returns the packet count. With a gap above the idle timeout
+    every copy's flows have ended before the next copy starts (the open flows stay those of
+    one copy); with 1 s, a flood's unanswered flows pile up for the whole idle timeout."""
     import numpy as np
 
-    from janus.capture.pcap import iter_capture  # noqa: F401 (warms nothing; format check)
     from janus.capture.pcapwrite import LINKTYPE_ETHERNET
 
     data = src.read_bytes()
@@ -88,7 +89,7 @@ def big_capture(src: Path, mb: float, out: Path) -> int:
         recs.append((int(sec) * units + int(frac), data[pos + 16:pos + 16 + int(incl)], int(orig)))
         pos += 16 + int(incl)
     t0, t1 = recs[0][0], recs[-1][0]
-    span = t1 - t0 + units
+    span = t1 - t0 + int(gap_s * units)
     copies = max(1, int(mb * 1e6 / len(data)))
     import struct
 
@@ -125,6 +126,9 @@ def main() -> int:
     p.add_argument("--labels", action="store_true", help="score against the slices' label rule")
     p.add_argument("--big-mb", type=float, action="append", default=[],
                    help="also measure on a capture of about this many MB (repeatable)")
+    p.add_argument("--gap-s", type=float, default=1.0,
+                   help="seconds between the copies of --big-mb captures (default 1; above the "
+                   "model's idle timeout, no flow of one copy is still open in the next)")
     p.add_argument("--big-from", type=Path, default=None,
                    help="the classic pcap repeated for --big-mb (default: the first capture)")
     args = p.parse_args()
@@ -167,12 +171,13 @@ def main() -> int:
         big = tmp / f"big_{mb:g}.pcap"
         src = args.big_from or args.captures[0]
         t = time.perf_counter()
-        n = big_capture(src, mb, big)
+        n = big_capture(src, mb, big, args.gap_s)
         made = time.perf_counter() - t
         r = _child([str(big), "--model", str(args.model), "--out", str(tmp / "big.parquet")])
         size = big.stat().st_size / 1e6
         fl, pk = _phase_rate(r["summary"])
-        print(f"big capture {size:.0f} MB ({n} packets, made in {made:.0f} s from {src.name}): "
+        print(f"big capture {size:.0f} MB ({n} packets, copies of {src.name} {args.gap_s:g} s apart, "
+              f"made in {made:.0f} s): "
               f"{r['wall_s']:.1f} s end to end, detect phase {fl:,.0f} flows/s, {pk:,.0f} packets/s; "
               f"peak RSS {r['peak_rss_mb']:.0f} MB")
         big.unlink()

@@ -189,7 +189,7 @@ def format_breakdown(model, e: dict, threshold_name: str, threshold: float) -> s
     for i in range(raw.shape[0]):
         set_flags = ",".join(n for n in flags if raw[i, CHANNELS.index(n)] > 0.5) or "-"
         share = a[i].sum() / d2 if d2 > 0 else 0.0
-        top = CHANNELS[int(np.argmax(a[i]))] if d2 > 0 else "-"
+        top = CHANNELS[int(np.argmax(a[i]))] if d2 > 0 and a[i].max() > 0 else "-"
         lines.append(f"{'*' if marks[i] else ' '} {i:>3} {'>' if raw[i, 2] < 0.5 else '<':>3} "
                      f"{raw[i, 0]:7.0f} {raw[i, 1]:10.6f} {raw[i, 8]:6.0f} {set_flags:<16} "
                      f"{100 * share:6.1f}% {top:<12}")

@@ -237,3 +237,15 @@ def test_cli_refuses_bad_options_in_one_line(tiny_model, tmp_path, capsys, args,
     lines = [ln for ln in err.strip().splitlines() if "janus detect: error" in ln]
     assert status == 2 and len(lines) == 1 and match in lines[0], err
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_a_capture_without_flows_gives_an_empty_file_with_the_columns(tiny_model, tmp_path, capsys) -> None:
+    from janus.capture.pcapwrite import write_pcap
+
+    empty = tmp_path / "empty.pcap"
+    write_pcap(empty, [], [])
+    status, err = _detect(capsys, empty, "--model", tiny_model.folder, "--out", tmp_path / "e.parquet")
+    assert status == 0, err
+    df = pl.read_parquet(tmp_path / "e.parquet")
+    assert df.height == 0 and df.columns == list(OUTPUT_COLUMNS)
+    assert "janus detect: 0 flows, 0 alerts" in err
