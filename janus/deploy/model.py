@@ -200,13 +200,19 @@ class DeployedModel:
 
         paths = check_sources(paths)
         _, value = self.threshold(threshold)
-        for res in iter_flow_chunks(paths, **self.extraction, skips=skips,
-                                    chunk_flows=chunk_flows or DEFAULT_CHUNK_FLOWS,
+        step = chunk_flows or DEFAULT_CHUNK_FLOWS
+        for res in iter_flow_chunks(paths, **self.extraction, skips=skips, chunk_flows=step,
                                     progress=progress):
-            features = compact_flow_features(res.rows, res.row_start, res.lengths)
-            scored = self.score_arrays(res.packets, res.lengths, features)
-            table = self._rows(flows_table(res, paths), scored, value)
-            yield self._with_scores(table, scored) if with_scores else table
+            # One capture batch can finish many more flows than a chunk (a flood's flows all
+            # idle out together): score them `step` at a time, so the padded tensor and the
+            # model's inputs stay bounded by the chunk size, not by the batch.
+            flows = flows_table(res, paths)
+            for lo in range(0, len(res), step):
+                hi = min(len(res), lo + step)
+                features = compact_flow_features(res.rows, res.row_start[lo:hi], res.lengths[lo:hi])
+                scored = self.score_arrays(res.padded_block(lo, hi), res.lengths[lo:hi], features)
+                table = self._rows(flows.slice(lo, hi - lo), scored, value)
+                yield self._with_scores(table, scored) if with_scores else table
 
     def score_capture(self, paths: Sequence[str | os.PathLike] | str | os.PathLike,
                       threshold: str | float | None = None, *, with_scores: bool = False,
@@ -268,10 +274,13 @@ class DeployedModel:
         paths = check_sources(benign)
         target = self.calibration.thresholds["target_fpr"] if target_fpr is None else target_fpr
         parts = []
-        for res in iter_flow_chunks(paths, **self.extraction,
-                                    chunk_flows=chunk_flows or DEFAULT_CHUNK_FLOWS):
-            features = compact_flow_features(res.rows, res.row_start, res.lengths)
-            parts.append(self.score_arrays(res.packets, res.lengths, features).scores)
+        step = chunk_flows or DEFAULT_CHUNK_FLOWS
+        for res in iter_flow_chunks(paths, **self.extraction, chunk_flows=step):
+            for lo in range(0, len(res), step):  # as in iter_capture: bounded by the chunk
+                hi = min(len(res), lo + step)
+                features = compact_flow_features(res.rows, res.row_start[lo:hi], res.lengths[lo:hi])
+                parts.append(self.score_arrays(res.padded_block(lo, hi), res.lengths[lo:hi],
+                                               features).scores)
         scores = np.concatenate(parts) if parts else np.zeros((0, len(SCORE_COLUMNS)))
         if scores.shape[0] < 2:
             raise JanusError(f"calibration needs at least 2 benign flows; {', '.join(paths)} "
