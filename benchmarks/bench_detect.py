@@ -51,13 +51,13 @@ def _child(args: list[str]) -> dict:
         "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print('BENCH', status, wall, rss, file=sys.stderr)\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                        env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     bench = [ln for ln in r.stderr.splitlines() if ln.startswith("BENCH")]
     summary = [ln for ln in r.stderr.splitlines() if ln.startswith("janus detect:")]
     if r.returncode != 0 or not bench:
         raise SystemExit(f"detect failed:\n{r.stderr[-3000:]}")
-    _, status, wall, rss = bench[0].split()
+    _, _status, wall, rss = bench[0].split()
     return {"wall_s": float(wall), "peak_rss_mb": int(rss) / 1024, "summary": summary[0]}
 
 

@@ -78,8 +78,8 @@ def provenance(dataset: str, data_dir: Path, seed: int, ckpt: dict[str, Any],
         "data": {"folder": str(data_dir),
                  "captures": [f["path"] for f in stats.get("files", [])],
                  "capture_bytes": sum(int(f.get("bytes", 0)) for f in stats.get("files", []))},
-        "flows": {"dataset": int(n_flows), "train": int(len(splits["train"])),
-                  "val": int(len(splits["val"])), "test": int(len(splits["test"]))},
+        "flows": {"dataset": int(n_flows), "train": len(splits["train"]),
+                  "val": len(splits["val"]), "test": len(splits["test"])},
     }
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from janus.cli import run_main
-from janus.errors import ConfigError, JanusError
+from janus.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -92,7 +92,7 @@ def key_of_row(path: Path, row: int) -> FlowKey:
         raise JanusError(f"--alerts {path}: not found")
     try:
         df = reader(path)
-    except Exception as exc:  # polars raises many kinds for a damaged file
+    except Exception as exc:  # noqa: BLE001 - polars raises many kinds for a damaged file
         raise JanusError(f"--alerts {path}: cannot read ({str(exc).splitlines()[0]})") from None
     need = ("src_ip", "src_port", "dst_ip", "dst_port", "proto", "start_time")
     missing = [c for c in need if c not in df.columns]
@@ -166,11 +166,11 @@ def format_breakdown(model, e: dict, threshold_name: str, threshold: float) -> s
     f, det = e["flow"], e["detail"]
     agg = model.calibration.aggregator
     d2 = det["d2"]
-    lines = [f"flow {FlowKey(f['src_ip'], f['src_port'], f['dst_ip'], f['dst_port'], f['proto']).text()}"
+    lines = [(f"flow {FlowKey(f['src_ip'], f['src_port'], f['dst_ip'], f['dst_port'], f['proto']).text()}"
              f"  start {f['start_time']:.6f}  end {f['end_time']:.6f}  {f['n_packets']} packets, "
-             f"{f['n_bytes']} bytes",
-             f"score {e['score']:.4f} ({agg.method} distance), threshold {threshold_name} = "
-             f"{threshold:.4f}: {'ALERT' if e['alert'] else 'no alert'}",
+             f"{f['n_bytes']} bytes"),
+             (f"score {e['score']:.4f} ({agg.method} distance), threshold {threshold_name} = "
+             f"{threshold:.4f}: {'ALERT' if e['alert'] else 'no alert'}"),
              "", f"{'score column':<20} {'value':>10} {'z':>8} {'share':>7}"]
     zs = dict(zip(agg.used, det["z"]))
     for j, col in enumerate(agg.columns):
@@ -181,11 +181,11 @@ def format_breakdown(model, e: dict, threshold_name: str, threshold: float) -> s
     raw, a = det["raw"], det["attribution"]
     marks = marked_packets(a, d2)
     flags = [CHANNELS[c] for c in BINARY if c != BINARY[0]]
-    lines += ["", f"top packet {e['top_packet']} channel {e['top_channel']} "
+    lines += ["", (f"top packet {e['top_packet']} channel {e['top_channel']} "
               f"({100 * e['top_packet_share']:.1f}% of the distance); * = share >= "
-              f"{MARK_FACTOR:g}/n", "",
-              f"{'':1} {'pkt':>3} {'dir':>3} {'size B':>7} {'iat s':>10} {'win':>6} "
-              f"{'flags':<16} {'share':>7} {'top channel':<12}"]
+              f"{MARK_FACTOR:g}/n"), "",
+              (f"{'':1} {'pkt':>3} {'dir':>3} {'size B':>7} {'iat s':>10} {'win':>6} "
+              f"{'flags':<16} {'share':>7} {'top channel':<12}")]
     for i in range(raw.shape[0]):
         set_flags = ",".join(n for n in flags if raw[i, CHANNELS.index(n)] > 0.5) or "-"
         share = a[i].sum() / d2 if d2 > 0 else 0.0

@@ -31,7 +31,6 @@ from janus.deploy.attribution import (
     top_packet,
 )
 from janus.deploy.folder import (
-    METHOD,
     Calibration,
     read_calibration,
     read_manifest,
@@ -145,7 +144,7 @@ class DeployedModel:
                           top_names=np.empty((n, N_TOP), object), top_shares=np.empty((n, N_TOP)),
                           packet=np.empty(n, np.int64), channel=np.empty(n, object),
                           packet_share=np.empty(n))
-        wanted = set(int(r) for r in detail_rows)
+        wanted = {int(r) for r in detail_rows}
         with torch.no_grad():
             for idx in length_batches(prep.lengths, self.batch_size, max_tokens=MAX_TOKENS):
                 batch = prep.batch(idx).to(self.device)

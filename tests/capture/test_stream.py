@@ -49,7 +49,7 @@ def _sorted(d):
 @pytest.mark.parametrize("chunk_flows", [1, 3, 10_000])
 def test_chunks_hold_exactly_the_flows_of_one_finish(tmp_path, chunk_flows) -> None:
     cap = _capture(tmp_path / "c.pcap")
-    params = dict(max_packets=4, idle_timeout=2.0, active_timeout=None)
+    params = {"max_packets": 4, "idle_timeout": 2.0, "active_timeout": None}
     asm = FlowAssembler(4, 2.0, None)
     for b in iter_capture(cap, chunk_bytes=2048):
         asm.add(b)
@@ -62,9 +62,9 @@ def test_chunks_hold_exactly_the_flows_of_one_finish(tmp_path, chunk_flows) -> N
     for f in FIELDS:
         assert np.array_equal(got[f], ref[f]), f
     # Packet rows too: each chunk's compact rows belong to its own flows.
-    rows = lambda r: [r.rows[s:s + n].tobytes() for s, n in zip(r.row_start, r.lengths)]  # noqa: E731
-    key = lambda r: list(zip(r.start_time.tolist(), r.src_port.tolist()))  # noqa: E731
-    got_rows = dict(zip(sum((key(c) for c in chunks), []), sum((rows(c) for c in chunks), [])))
+    rows = lambda r: [r.rows[s:s + n].tobytes() for s, n in zip(r.row_start, r.lengths)]
+    key = lambda r: list(zip(r.start_time.tolist(), r.src_port.tolist()))
+    got_rows = {k: r for c in chunks for k, r in zip(key(c), rows(c))}
     assert got_rows == dict(zip(key(whole), rows(whole)))
 
 

@@ -24,7 +24,7 @@ def test_folder_reproduces_the_runs_aggregator_and_thresholds(tiny_model) -> Non
     # The checkpoint is the run's (same bytes; a hard link on one file system).
     assert (tiny_model.folder / "model.pt").read_bytes() == (tiny_model.run / "model.pt").read_bytes()
     # The saved aggregator applied to the run's raw scores gives evaluate's oas column.
-    flow_id, raw, cols = read_score_table(tiny_model.raw_scores, list(m.columns))
+    flow_id, raw, _cols = read_score_table(tiny_model.raw_scores, list(m.columns))
     agg = pq.read_table(tiny_model.agg)
     assert np.array_equal(agg.column("flow_id").to_numpy(), flow_id)
     assert np.allclose(m.calibration.aggregator.apply(raw), agg.column("oas").to_numpy(), rtol=1e-12, atol=1e-12)
