@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,12 @@ def build_folder(out: Path, *, dataset: str, data_dir: Path, checkpoint: Path, s
                                  stats.get("totals", {}).get("flows", 0), config_hash, stats),
         "test_metrics": _test_metrics(metrics),
     }
+    # janus.provenance: code commit, dependency versions, and the inputs' sizes and SHA-256.
+    from janus.provenance import collect
+
+    manifest["provenance"]["environment"] = collect(
+        {"target_fpr": target_fpr, "aggregate": asdict(cal.aggregator.options)},
+        inputs=[checkpoint, scores, splits, Path(data_dir) / STATS_FILE])
     write_folder(out, checkpoint, manifest, cal, model_card(manifest, cal))
     log.info("%s: %s seed %d, thresholds %s", out, dataset, seed, cal.thresholds)
     return manifest

@@ -78,6 +78,23 @@ def parse_threshold(spec: str | float | None, cal: Calibration) -> tuple[str, fl
                           "number") from None
 
 
+class _InMemoryPackets:
+    """A padded ``(N, T, 9)`` array behind the :class:`janus.datasets.store.PacketStore` calls
+    :meth:`janus.model.data.FeatureStats.prepare` makes (a chunk of a capture is in memory)."""
+
+    def __init__(self, packets: np.ndarray) -> None:
+        self._a = packets
+        self.shape = packets.shape
+        self.n_flows = packets.shape[0]
+
+    def packets(self, rows: np.ndarray | None = None, t: int | None = None) -> np.ndarray:
+        a = self._a if rows is None else self._a[rows]
+        return a if t is None else a[:, :t]
+
+    def __getitem__(self, key):
+        return self._a[key]
+
+
 @dataclass
 class ScoredChunk:
     """Scores of ``N`` flows: the 10 scores, the scalar, and the explanation arrays."""
@@ -134,7 +151,7 @@ class DeployedModel:
         from janus.model.score import MAX_TOKENS, packet_terms, scores_from_terms
 
         n = int(lengths.shape[0])
-        ds = Dataset(path=self.folder, packets=packets, lengths=lengths.astype(np.int64),
+        ds = Dataset(path=self.folder, packets=_InMemoryPackets(packets), lengths=lengths.astype(np.int64),
                      features=np.asarray(features, np.float64))
         T = self.net.cfg.max_packets
         prep = self.stats.prepare(ds, np.arange(n), T)
@@ -250,7 +267,8 @@ class DeployedModel:
         if flows.num_rows != ds.n_flows:
             raise JanusError(f"{data_dir / FLOWS_FILE}: {flows.num_rows} rows for {ds.n_flows} flows")
         _, value = self.threshold(threshold)
-        scored = self.score_arrays(ds.packets, ds.lengths, ds.features)
+        rows = np.arange(ds.n_flows)
+        scored = self.score_arrays(ds.packets.packets(rows), ds.packets.lengths(rows), ds.features[rows])
         table = self._rows(flows, scored, value)
         if with_scores:
             table = self._with_scores(table, scored)

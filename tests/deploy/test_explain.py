@@ -69,14 +69,16 @@ def test_the_manipulated_packet_is_named(tiny_model) -> None:
 
     model = load_model(tiny_model.folder)
     ds = load_dataset(tiny_model.data)
-    rows = np.flatnonzero(ds.lengths == 8)[:20]
-    packets = ds.packets[rows].copy()
+    all_lengths = ds.packets.lengths()
+    rows = np.flatnonzero(all_lengths == 8)[:20]
+    lengths = all_lengths[rows]
+    packets = ds.packets.packets(rows).copy()
     packets[:, 5, SIZE] = 60_000.0  # a 60 kB frame, far outside every benign size
     from janus.capture.features import compute_flow_features
 
-    feats = compute_flow_features(packets, ds.lengths[rows])
-    out = model.score_arrays(packets, ds.lengths[rows], feats)
-    base = model.score_arrays(ds.packets[rows], ds.lengths[rows], ds.features[rows])
+    feats = compute_flow_features(packets, lengths)
+    out = model.score_arrays(packets, lengths, feats)
+    base = model.score_arrays(ds.packets.packets(rows), lengths, ds.features[rows])
     assert (out.scalar > base.scalar).all()
     assert (out.packet == 5).mean() >= 0.9 and (out.channel == "size").mean() >= 0.9
 

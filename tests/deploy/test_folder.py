@@ -41,6 +41,11 @@ def test_folder_reproduces_the_runs_aggregator_and_thresholds(tiny_model) -> Non
     assert prov["config_hash"] == "abc123" and prov["seed"] == 42 and prov["dataset"] == "office"
     parts = load_splits(tiny_model.splits)
     assert prov["flows"]["val"] == len(parts["val"]) and prov["flows"]["train"] == len(parts["train"])
+    env = prov["environment"]  # janus.provenance: the inputs by SHA-256
+    import hashlib
+
+    ck = hashlib.sha256((tiny_model.run / "model.pt").read_bytes()).hexdigest()
+    assert env["inputs"][0]["sha256"] == ck and env["janus_version"] == prov["janus_version"]
     metrics = json.loads((tiny_model.root / "results/metrics/janus/office/office/seed42.json").read_text())
     assert m.manifest["test_metrics"]["columns"]["oas"]["auroc"] == metrics["columns"]["oas"]["auroc"]
     card = (tiny_model.folder / "MODEL_CARD.md").read_text()
