@@ -80,7 +80,8 @@ def provenance(dataset: str, data_dir: Path, seed: int, ckpt: dict[str, Any],
                  "captures": [f["path"] for f in stats.get("files", [])],
                  "capture_bytes": sum(int(f.get("bytes", 0)) for f in stats.get("files", []))},
         "flows": {"dataset": int(n_flows), "train": len(splits["train"]),
-                  "val": len(splits["val"]), "test": len(splits["test"])},
+                  "val": len(splits["val"]), "cal": len(splits["cal"]),
+                  "test": len(splits["test"])},
     }
 
 
@@ -89,11 +90,11 @@ def build_folder(out: Path, *, dataset: str, data_dir: Path, checkpoint: Path, s
                  target_fpr: float = DEFAULT_TARGET_FPR, options=None,
                  config_hash: str | None = None) -> dict[str, Any]:
     """Write one model folder ``out`` (see the module docstring); returns its manifest."""
-    from janus.datasets.splits import load_splits
+    from janus.datasets.splits import calibration_ids, load_splits
     from janus.deploy.card import model_card
     from janus.evaluation.aggregate import (
         declared_aggregate_columns,
-        fit_aggregator,
+        cross_fitted,
         read_score_table,
         rows_of,
     )
@@ -103,13 +104,15 @@ def build_folder(out: Path, *, dataset: str, data_dir: Path, checkpoint: Path, s
     columns = declared_aggregate_columns(scores) or list(SCORE_COLUMNS)
     flow_id, mat, cols = read_score_table(scores, columns)
     parts = load_splits(splits)
-    val = mat[rows_of(flow_id, parts["val"], f"{scores} vs 'val' of {splits}")]  # (n_val, d)
-    agg = fit_aggregator(val, METHOD, cols, options)
-    benign = agg.apply(val)
+    # The benign calibration flows ('cal', disjoint from the early-stopping 'val'), with
+    # out-of-fold scalars for the thresholds, exactly as janus.aggregate fits its 'oas'.
+    ids = calibration_ids(parts, str(splits))
+    fit = mat[rows_of(flow_id, ids, f"{scores} vs 'cal' of {splits}")]  # (n_cal, d)
+    benign, agg = cross_fitted(fit, fit, np.arange(len(fit)), METHOD, cols, options)
     cal = Calibration(aggregator=agg, benign_scores=np.sort(benign),
                       thresholds=thresholds_from(benign, target_fpr),
-                      source={"kind": "benign validation split", "splits": str(splits),
-                              "dataset": dataset, "n_flows": int(val.shape[0])})
+                      source={"kind": "benign calibration split", "splits": str(splits),
+                              "dataset": dataset, "n_flows": int(fit.shape[0])})
     stats = read_json(Path(data_dir) / STATS_FILE, "extraction stats")
     params = stats.get("parameters", {})
     if params.get("max_packets") != ckpt["config"]["max_packets"]:
@@ -150,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", required=True, type=Path, nargs="+",
                    help="the run's raw scores of its own dataset (val + test flows), one per seed")
     p.add_argument("--splits", required=True, type=Path, nargs="+",
-                   help="the dataset's SPLITS.npz of each seed (its 'val' flows fit the aggregator)")
+                   help="the dataset's SPLITS.npz of each seed (its benign 'cal' flows fit the aggregator)")
     p.add_argument("--metrics", type=Path, nargs="+", default=None,
                    help="the run's METRICS.json of its own dataset, one per seed (for the card)")
     p.add_argument("--seed", required=True, type=int, nargs="+", help="the seeds, aligned")

@@ -32,7 +32,8 @@ def model_card(manifest: dict[str, Any], calibration) -> str:
         (f"- training data: {prov.get('data', {}).get('captures', '?')} -> "
         f"{prov.get('flows', {}).get('dataset', '?')} flows; benign train "
         f"{prov.get('flows', {}).get('train', '?')}, benign validation "
-        f"{prov.get('flows', {}).get('val', '?')}, test {prov.get('flows', {}).get('test', '?')}"),
+        f"{prov.get('flows', {}).get('val', '?')}, benign calibration "
+        f"{prov.get('flows', {}).get('cal', '?')}, test {prov.get('flows', {}).get('test', '?')}"),
         "",
         "## Aggregator and thresholds",
         (f"- scalar: `{calibration.aggregator.method}` Mahalanobis distance over "

@@ -284,7 +284,7 @@ class DeployedModel:
         cross-domain transfer). ``target_fpr`` defaults to this model's."""
         from janus.capture.features import compact_flow_features
         from janus.capture.stream import DEFAULT_CHUNK_FLOWS, check_sources, iter_flow_chunks
-        from janus.evaluation.aggregate import fit_aggregator
+        from janus.evaluation.aggregate import cross_fitted
 
         if isinstance(benign, str | os.PathLike):
             benign = [benign]
@@ -304,8 +304,11 @@ class DeployedModel:
                              f"hold {scores.shape[0]}")
         old = self.calibration.aggregator
         sel = [SCORE_COLUMNS.index(c) for c in old.columns]
-        agg = fit_aggregator(scores[:, sel], old.method, old.columns, old.options)
-        benign_scalar = agg.apply(scores[:, sel])
+        # Out-of-fold scalars of the calibration flows (as janus.aggregate does), so the
+        # thresholds are not set on the flows the aggregator was fitted on.
+        fit = scores[:, sel]
+        benign_scalar, agg = cross_fitted(fit, fit, np.arange(len(fit)), old.method,
+                                          old.columns, old.options)
         cal = Calibration(aggregator=agg, benign_scores=np.sort(benign_scalar),
                           thresholds=thresholds_from(benign_scalar, target),
                           source={"kind": "captures", "captures": paths,

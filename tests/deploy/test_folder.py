@@ -27,9 +27,15 @@ def test_folder_reproduces_the_runs_aggregator_and_thresholds(tiny_model) -> Non
     flow_id, raw, _cols = read_score_table(tiny_model.raw_scores, list(m.columns))
     agg = pq.read_table(tiny_model.agg)
     assert np.array_equal(agg.column("flow_id").to_numpy(), flow_id)
-    assert np.allclose(m.calibration.aggregator.apply(raw), agg.column("oas").to_numpy(), rtol=1e-12, atol=1e-12)
-    # Thresholds: percentiles of the oas scalar on the benign validation flows.
-    val = agg.column("oas").to_numpy()[rows_of(flow_id, load_splits(tiny_model.splits)["val"], "val")]
+    # evaluate's oas of a calibration flow is out-of-fold; every other flow gets the aggregator
+    # fitted on all of 'cal', which is the folder's.
+    cal_rows = rows_of(flow_id, load_splits(tiny_model.splits)["cal"], "cal")
+    other = np.setdiff1d(np.arange(len(flow_id)), cal_rows)
+    assert cal_rows.size > 20 and other.size > 20
+    oas = agg.column("oas").to_numpy()
+    assert np.allclose(m.calibration.aggregator.apply(raw)[other], oas[other], rtol=1e-12, atol=1e-12)
+    # Thresholds: percentiles of the (out-of-fold) oas scalar on the benign calibration flows.
+    val = oas[cal_rows]
     thr = m.calibration.thresholds
     assert thr["p95"] == pytest.approx(np.percentile(val, 95), rel=1e-12)
     assert thr["p99"] == pytest.approx(np.percentile(val, 99), rel=1e-12)
@@ -41,6 +47,7 @@ def test_folder_reproduces_the_runs_aggregator_and_thresholds(tiny_model) -> Non
     assert prov["config_hash"] == "abc123" and prov["seed"] == 42 and prov["dataset"] == "office"
     parts = load_splits(tiny_model.splits)
     assert prov["flows"]["val"] == len(parts["val"]) and prov["flows"]["train"] == len(parts["train"])
+    assert prov["flows"]["cal"] == len(parts["cal"]) == m.calibration.source["n_flows"]
     env = prov["environment"]  # janus.provenance: the inputs by SHA-256
     import hashlib
 
