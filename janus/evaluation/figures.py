@@ -14,6 +14,7 @@ Every figure is written as PNG (for the HTML report) and PDF (for papers) beside
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,30 +27,32 @@ if TYPE_CHECKING:
     from janus.evaluation.report import Results, Run
 
 #: Formats written for every figure; the first is the one the workflow declares.
-FORMATS: tuple[str, ...] = ("png", "pdf")
+#: File formats of every figure by default (``janus report --pdf`` adds a PDF beside each:
+#: drawing it again doubled the report job's figure time, a serial tail of the cold run).
+FORMATS: tuple[str, ...] = ("png",)
 #: Grid of the ROC figures' log FPR axis.
 FPR_GRID = np.logspace(-3, 0, 200)
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, formats: Sequence[str] = FORMATS) -> None:
     import matplotlib.pyplot as plt
 
-    for ext in FORMATS:
+    for ext in formats:
         with atomic_path(path.with_suffix(f".{ext}")) as tmp:
             fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
-def _empty_figure(path: Path, message: str) -> None:
+def _empty_figure(path: Path, message: str, formats: Sequence[str] = FORMATS) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 2))
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    _save(fig, path)
+    _save(fig, path, formats)
 
 
-def cross_matrix_png(res: Results, path: Path) -> None:
+def cross_matrix_png(res: Results, path: Path, formats: Sequence[str] = FORMATS) -> None:
     """Heatmaps (rows = training dataset, columns = evaluation dataset), annotated mean (± std)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
@@ -58,7 +61,7 @@ def cross_matrix_png(res: Results, path: Path) -> None:
 
     jd = res.main_janus()
     if jd is None:
-        _empty_figure(path, "no JANUS detector with oas and terminal_norm scores")
+        _empty_figure(path, "no JANUS detector with oas and terminal_norm scores", formats)
         return
     control = next((d for d in CONTROLS if res.columns_of(d)), None)
     panels = [(f"{jd}-OAS (target-cal.)", lambda s, t: res.stat(jd, s, t, "oas"), False)]
@@ -107,7 +110,7 @@ def cross_matrix_png(res: Results, path: Path) -> None:
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, shrink=0.8).set_label(label)
     fig.suptitle(f"Cross-dataset AUROC, mean over n = {len(res.seeds)} seeds "
                  f"({', '.join(map(str, res.seeds))})")
-    _save(fig, path)
+    _save(fig, path, formats)
 
 
 def _paired(res: Results, da: str, ca: str, db: str, cb: str, s: str, t: str):
@@ -146,7 +149,8 @@ def flow_scores(run: Run, column: str) -> tuple[np.ndarray, np.ndarray]:
     return s, y[known].astype(np.int8)
 
 
-def roc_png(res: Results, dataset: str, seed: int, path: Path) -> None:
+def roc_png(res: Results, dataset: str, seed: int, path: Path,
+            formats: Sequence[str] = FORMATS) -> None:
     """ROC curves of every entry on ``dataset`` (within-dataset runs): the mean TPR over the
     seeds whose per-flow files are present on a log FPR grid, with their min-max band."""
     import matplotlib.pyplot as plt
@@ -188,7 +192,7 @@ def roc_png(res: Results, dataset: str, seed: int, path: Path) -> None:
         ax.legend(loc="upper left", fontsize=7, framealpha=0.9)
     else:
         ax.text(0.5, 0.5, "no test set with both classes", ha="center", transform=ax.transAxes)
-    _save(fig, path)
+    _save(fig, path, formats)
 
 
 def _score_bins(s: np.ndarray, lo: float, hi: float, bins: int):
@@ -211,7 +215,8 @@ def _score_bins(s: np.ndarray, lo: float, hi: float, bins: int):
     return np.linspace(lo, hi, bins + 1), None, ""
 
 
-def hist_png(res: Results, dataset: str, seed: int, path: Path, bins: int = 60) -> None:
+def hist_png(res: Results, dataset: str, seed: int, path: Path, bins: int = 60,
+             formats: Sequence[str] = FORMATS) -> None:
     """Benign vs attack test-score histograms (share of each class per bin) of ``seed``'s
     within-dataset runs, one panel per entry, on a log or symmetric-log score axis where the
     scores are heavy-tailed (:func:`_score_bins`)."""
@@ -221,7 +226,7 @@ def hist_png(res: Results, dataset: str, seed: int, path: Path, bins: int = 60) 
               for e in res.entries()]
     panels = [(e, r) for e, r in panels if r is not None]
     if not panels:
-        _empty_figure(path, f"{dataset}: no within-dataset run of seed {seed}")
+        _empty_figure(path, f"{dataset}: no within-dataset run of seed {seed}", formats)
         return
     cols = 2 if len(panels) > 3 else 1
     rows = -(-len(panels) // cols)
@@ -240,7 +245,8 @@ def hist_png(res: Results, dataset: str, seed: int, path: Path, bins: int = 60) 
             if part.size:
                 # Shares per bin, not densities: bins of a log axis differ in width.
                 ax.hist(part, bins=edges, weights=np.full(part.size, 1.0 / part.size),
-                        alpha=0.55, color=colour, label=f"{name} (n={part.size})")
+                        alpha=0.55, color=colour, label=f"{name} (n={part.size})",
+                        histtype="stepfilled")
         if scale is not None:
             ax.set_xscale(*scale[:1], **scale[1])
         ax.set_title(e.label, fontsize=9)
@@ -248,4 +254,4 @@ def hist_png(res: Results, dataset: str, seed: int, path: Path, bins: int = 60) 
         ax.set_xlabel(f"{e.column} (higher = more anomalous{note})", fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle(f"{dataset}: test scores, within-dataset models (seed {seed}; central 99.8 %)")
-    _save(fig, path)
+    _save(fig, path, formats)

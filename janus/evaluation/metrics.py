@@ -48,13 +48,23 @@ def _two_classes(y: np.ndarray) -> bool:
 
 
 def auroc(y: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
-    """Area under the ROC curve (:func:`sklearn.metrics.roc_auc_score`); nan with one class."""
-    from sklearn.metrics import roc_auc_score
+    """Area under the ROC curve; nan with one class.
+
+    The Mann-Whitney statistic on mid-ranks (ties count one half), the same value as
+    :func:`sklearn.metrics.roc_auc_score` (a test holds them equal): the evaluate step calls
+    this ~500 times a job, and sklearn's argument validation was ~4 of its ~12 s."""
+    from scipy.stats import rankdata
 
     y, s = _as_binary(y, scores)
     if not _two_classes(y):
         return NAN
-    return float(roc_auc_score(y, s))
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN")
+    pos = y == 1
+    n_pos = int(pos.sum())
+    n_neg = y.size - n_pos
+    r_pos = float(rankdata(s)[pos].sum())
+    return (r_pos - n_pos * (n_pos + 1) / 2) / (n_neg * n_pos)
 
 
 def average_precision(y: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray

@@ -613,7 +613,7 @@ FIGURE_SETS: tuple[str, ...] = ("all", "matrix", "datasets", "none")
 
 def write_report(res: Results, out_dir: Path, config_hash: str | None = None,
                  figure_seed: int | None = None, tables: bool = True, figures: str = "all",
-                 prov: dict | None = None) -> list[Path]:
+                 prov: dict | None = None, pdf: bool = False) -> list[Path]:
     """Write the tables and the figures of ``figures`` (one of :data:`FIGURE_SETS`) under
     ``out_dir``; returns the written paths."""
     if figures not in FIGURE_SETS:
@@ -640,8 +640,9 @@ def write_report(res: Results, out_dir: Path, config_hash: str | None = None,
 
     matplotlib.use("Agg")
     fig_dir = out_dir / "figures"
+    formats = ("png", "pdf") if pdf else ("png",)
     if figures in ("all", "matrix"):
-        cross_matrix_png(res, fig_dir / "cross_matrix.png")
+        cross_matrix_png(res, fig_dir / "cross_matrix.png", formats=formats)
         written.append(fig_dir / "cross_matrix.png")
     if figures in ("all", "datasets"):
         seed = res.seeds[0] if figure_seed is None else figure_seed
@@ -650,7 +651,7 @@ def write_report(res: Results, out_dir: Path, config_hash: str | None = None,
         for t in res.datasets:
             for kind, draw in (("roc", roc_png), ("hist", hist_png)):
                 path = fig_dir / f"{kind}_{t}.png"
-                draw(res, t, seed, path)
+                draw(res, t, seed, path, formats=formats)
                 written.append(path)
     return written
 
@@ -676,6 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-hash", default=None,
                    help="hash of the workflow config, printed in each table's provenance lines")
     p.add_argument("--no-tables", action="store_true", help="write figures only")
+    p.add_argument("--pdf", action="store_true",
+                   help="also write every figure as PDF beside its PNG (for a paper)")
     p.add_argument("--figures", choices=FIGURE_SETS, default="all",
                    help="figures to write: all (default), matrix (cross_matrix.png, from the "
                    "metrics alone), datasets (roc_/hist_<dataset>.png, which read the per-flow "
@@ -692,7 +695,8 @@ def run(args: argparse.Namespace) -> int:
                                       for k, val in vars(args).items()},
                               inputs=args.metrics)
     written = write_report(res, args.out_dir, args.config_hash, args.figure_seed,
-                           tables=not args.no_tables, figures=args.figures, prov=prov)
+                           tables=not args.no_tables, figures=args.figures, prov=prov,
+                           pdf=args.pdf)
     log.info("wrote %d files under %s", len(written), args.out_dir)
     return 0
 

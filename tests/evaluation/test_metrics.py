@@ -24,7 +24,19 @@ def test_auroc_matches_sklearn_and_returns_float():
     s = rng.normal(size=500) + y
     value = metrics.auroc(y, s)
     assert type(value) is float
-    assert value == pytest.approx(roc_auc_score(y, s))
+    assert value == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    # Heavy ties (rounded scores, as count-like scores are), unbalanced classes, +-inf.
+    for seed in range(20):
+        r = np.random.default_rng(seed)
+        n = int(r.integers(5, 400))
+        y = (r.random(n) < r.uniform(0.02, 0.9)).astype(int)
+        y[:2] = [0, 1]
+        s = np.round(r.normal(size=n) + 0.7 * y, int(r.integers(0, 3)))
+        assert metrics.auroc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    s = np.array([-np.inf, 0.0, np.inf, 1.0])
+    assert metrics.auroc([0, 0, 1, 1], s) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.auroc([0, 1], [0.0, np.nan])
 
 
 @pytest.mark.parametrize("y", [[0, 0, 0], [1, 1], []])

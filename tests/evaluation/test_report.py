@@ -201,6 +201,9 @@ def test_dataset_figures_read_per_flow_scores(tmp_path):
     out = tmp_path / "out"
     assert report.main(["--metrics", str(m), "--out-dir", str(out), "--no-tables",
                         "--figures", "datasets"]) == 0
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["hist_A.png", "roc_A.png"]
+    assert report.main(["--metrics", str(m), "--out-dir", str(out), "--no-tables",
+                        "--figures", "datasets", "--pdf"]) == 0
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "hist_A.pdf", "hist_A.png", "roc_A.pdf", "roc_A.png"]
     assert not (out / "cross_matrix.md").exists()

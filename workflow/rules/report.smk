@@ -64,9 +64,10 @@ rule report:
         detectors=REPORT_DETECTORS,
         seed=FIGURE_SEED,
         config_hash=CONFIG_HASH,
+        pdf="--pdf" if config["report"]["pdf"] else "",
         janus=JANUS,
     shell:
         "python -m janus.report --metrics {input.metrics} --out-dir {params.out}"
         " --datasets {params.datasets} --detectors {params.detectors}"
         " --figure-seed {params.seed} --config-hash {params.config_hash}"
-        " --figures all > {log} 2>&1"
+        " --figures all {params.pdf} > {log} 2>&1"
