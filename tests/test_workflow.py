@@ -85,7 +85,7 @@ def test_dry_run_default_config(wf):
     baselines = [d for d in cfg["detectors"] if d not in janus]
     n_sigmas = len({cfg["model"]["sigma_within"], cfg["model"]["sigma_cross"]})
     # The default runs JANUS and the baselines; the paper config adds the two ablations.
-    assert set(cfg["detectors"]) >= {"janus", "nf", "iforest", "kitnet"}
+    assert set(cfg["detectors"]) >= {"janus", "nf", "iforest", "ocsvm"}
     assert {"ocsvm", "lof"} & set(cfg["detectors"])
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     assert {"janus_cont", "flowcfm"} <= set(paper["detectors"])

@@ -323,7 +323,7 @@ def test_choose_store():
 # --------------------------------------------------------------------------- the readers
 def _dataset_pair(tmp_path, compact: bool = False):
     """The same dataset in both layouts (fractional sizes: float32 shards, unless ``compact``)."""
-    from tests.flowdata import benign_packets, write_dataset
+    from flowdata import benign_packets, write_dataset
 
     p, lengths = benign_packets(40, T, np.random.default_rng(5))
     if compact:

@@ -727,7 +727,9 @@ FIGURES = ["results/figures/cross_matrix.png"] + expand(
     "results/figures/{kind}_{dataset}.png", kind=["roc", "hist"], dataset=DATASETS
 )
 # The PDF copies only with report.pdf (janus report --pdf).
-FIGURE_PDFS = [f.replace(".png", ".pdf") for f in FIGURES] if config["report"]["pdf"] else []
+FIGURE_PDFS = (
+    [f.replace(".png", ".pdf") for f in FIGURES] if config["report"]["pdf"] else []
+)
 TABLE_PAGES = [
     t.replace("results/", "results/tables/").replace(".md", ".html") for t in TABLES
 ]
