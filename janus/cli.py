@@ -22,6 +22,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "synth": ("janus.synth", "write the embedded default: four synthetic sites as pcap + label CSV"),
     "download": ("janus.download", "fetch one of the paper's datasets (CIC portal, mirror or local)"),
     "extract": ("janus.extract", "captures -> packets.npz, flows.parquet, flow_features.parquet"),
+    "merge": ("janus.merge", "join per-file extract outputs into one dataset (flow_id renumbered)"),
     "features": ("janus.features", "recompute flow_features.parquet from packets.npz"),
     "labels": ("janus.labels", "label flows by CIC CSV join, attacker IPs, or file/folder"),
     "splits": ("janus.splits", "deterministic benign-train / benign-val / test split per seed"),
