@@ -266,6 +266,7 @@ wildcard_constraints:
     target="|".join(DATASETS),
     site=r"[A-Za-z0-9_]+",
     seed=r"\d+",
+    part=r"\d+",
     sigma=r"[0-9][0-9.e+-]*",
     detector="|".join(DETECTORS),
     jdet="|".join(JANUS_KINDS),
@@ -311,6 +312,66 @@ def capture_args(wildcards, input):
     if source_kind(wildcards.dataset) == "download":
         return f"--captures-from {shlex.quote(str(input[0]))}"
     return " ".join(shlex.quote(str(f)) for f in input)
+
+
+# extract.per_file: each capture file of a dataset extracted by its own extract_part job (a
+# cluster runs them side by side), the parts joined by one merge job (janus.merge; a flow
+# that spans two files becomes two, README "Per-file extraction"). A dataset of one capture
+# file (every synth site) keeps its one extract job. A download's capture list exists only
+# after the download: the download rule is a checkpoint, and the merge's inputs are read
+# from the list it wrote.
+
+
+def per_file(dataset):
+    """Whether dataset is extracted file by file (extract_part + merge)."""
+    if not config["extract"]["per_file"]:
+        return False
+    kind = source_kind(dataset)
+    if kind == "pcaps":
+        return len(source_spec(dataset)["files"]) > 1
+    return kind == "download"
+
+
+PER_FILE = [d for d in DATASETS if per_file(d)]
+# The rules' dataset patterns; "(?!)" matches nothing (no dataset of that kind).
+STREAMED_RE = "|".join(d for d in DATASETS if d not in PER_FILE) or "(?!)"
+PER_FILE_RE = "|".join(PER_FILE) or "(?!)"
+
+
+def capture_files(dataset):
+    """A dataset's capture paths, in order (a download's from its checkpoint's list)."""
+    if source_kind(dataset) != "download":
+        return list(source_spec(dataset)["files"])
+    listing = Path(checkpoints.download.get(dataset=dataset).output.captures)
+    lines = [line.strip() for line in listing.read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def part_dir(dataset, index):
+    """The extract_part output of the dataset's index-th capture file."""
+    return f"data/{dataset}/parts/{index:05d}"
+
+
+def part_capture(wildcards):
+    """The one capture file an extract_part job reads."""
+    files = capture_files(wildcards.dataset)
+    index = int(wildcards.part)
+    if index >= len(files):
+        raise ValueError(
+            f"{part_dir(wildcards.dataset, index)}: dataset {wildcards.dataset} has "
+            f"{len(files)} capture files"
+        )
+    return files[index]
+
+
+def merge_parts(wildcards):
+    """Every part folder of a per-file dataset, in capture order."""
+    files = capture_files(wildcards.dataset)
+    return [part_dir(wildcards.dataset, k) for k in range(len(files))]
+
+
+def merge_args(wildcards, input):
+    return " ".join(shlex.quote(str(p)) for p in input.parts)
 
 
 def synth_root(wildcards, output):
@@ -400,6 +461,9 @@ def optional_flags(section, names):
 
 
 STORE_FLAGS = optional_flags("extract", ["store", "store_min_flows", "shard_flows"])
+# A part is always a sharded store, so that the merge links its shards instead of rewriting
+# them (the merged dataset's layout still follows extract.store).
+PART_STORE_FLAGS = "--store sharded " + optional_flags("extract", ["shard_flows"])
 SPLIT_FLAGS = optional_flags(
     "splits", ["n_train", "n_val", "n_cal", "n_test_benign", "n_test_attack"]
 )

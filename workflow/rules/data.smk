@@ -26,7 +26,9 @@ rule synth:
         " --sites {wildcards.site} --scale {params.scale} > {log} 2>&1"
 
 
-rule download:
+# A checkpoint: the captures it lists are known only once it has run (extract.per_file
+# makes one job per listed file).
+checkpoint download:
     output:
         captures="data/raw/{dataset}/captures.txt",
     log:
@@ -64,6 +66,9 @@ rule extract:
         "logs/extract/{dataset}.log",
     benchmark:
         "logs/benchmarks/extract/{dataset}.tsv"
+    # The datasets read as one stream (per_file false, or a single capture file).
+    wildcard_constraints:
+        dataset=STREAMED_RE,
     conda:
         "../envs/janus.yaml"
     threads: res("extract", "threads")
@@ -82,6 +87,64 @@ rule extract:
         "python -m janus.extract {params.captures} --out {params.out}"
         " --max-packets {params.max_packets} --idle-timeout {params.idle}"
         " --active-timeout {params.active} {params.store} > {log} 2>&1"
+
+
+rule extract_part:
+    # One capture file of a per_file dataset; its folder goes once the merge has run.
+    input:
+        capture=part_capture,
+    output:
+        part=temp(directory("data/{dataset}/parts/{part}")),
+    log:
+        "logs/extract_part/{dataset}/{part}.log",
+    benchmark:
+        "logs/benchmarks/extract_part/{dataset}/{part}.tsv"
+    conda:
+        "../envs/janus.yaml"
+    threads: res("extract_part", "threads")
+    resources:
+        mem_mb=res("extract_part", "mem_mb"),
+        runtime=res("extract_part", "runtime"),
+    params:
+        max_packets=config["extract"]["max_packets"],
+        idle=config["extract"]["idle_timeout"],
+        active=config["extract"]["active_timeout"],
+        store=PART_STORE_FLAGS,
+        janus=JANUS,
+    shell:
+        "python -m janus.extract {input.capture:q} --out {output.part}"
+        " --max-packets {params.max_packets} --idle-timeout {params.idle}"
+        " --active-timeout {params.active} {params.store} > {log} 2>&1"
+
+
+# The parts of a per_file dataset, in capture order, joined into its dataset triple.
+rule merge:
+    input:
+        parts=merge_parts,
+    output:
+        flows="data/{dataset}/flows.parquet",
+        features="data/{dataset}/flow_features.parquet",
+        stats="data/{dataset}/extract_stats.json",
+    log:
+        "logs/merge/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/merge/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=PER_FILE_RE,
+    conda:
+        "../envs/janus.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("merge", "mem_mb"),
+        runtime=res("merge", "runtime"),
+    params:
+        parts=merge_args,
+        out=out_dir,
+        store=STORE_FLAGS,
+        janus=JANUS,
+    shell:
+        "python -m janus.merge {params.parts} --out {params.out} {params.store}"
+        " > {log} 2>&1"
 
 
 rule labels:
