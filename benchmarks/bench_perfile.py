@@ -15,6 +15,12 @@ boundary (a flow open at a slice's end that goes on in the next) or only their e
 changed (eof at a slice's end where the stream would say idle later, or the reverse).
 
 Little-endian captures only (both shared real slices are).
+
+    python benchmarks/bench_perfile.py --merge-sizes 200000 2000000 --parts 4
+
+instead times ``janus merge`` alone (a fresh process; peak RSS from ``RUSAGE_CHILDREN``) on
+``--parts`` part folders of synthetic flows (``bench_scale.make_dataset``, T = 64), for parts
+in the sharded store (shards linked) and in ``packets.npz`` (re-encoded shard by shard).
 """
 
 from __future__ import annotations
@@ -110,12 +116,46 @@ def compare(one: Path, parts: Path) -> dict:
             "per_file_only": sum(1 for k in ib if k not in ia)}
 
 
+def bench_merge(sizes: list[int], n_parts: int, T: int = 64) -> None:
+    """Wall time and peak RSS of ``janus merge`` against the merged flow count."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_scale", Path(__file__).with_name("bench_scale.py"))
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    params = {"max_packets": T, "idle_timeout_s": 120.0, "active_timeout_s": None, "strict": False}
+    print("| flows | parts | part store | merged store | wall s | peak RSS MiB |")
+    print("|---|---|---|---|---|---|")
+    for n in sizes:
+        for part_store in ("sharded", "npz"):
+            with tempfile.TemporaryDirectory() as tmp:
+                tmp = Path(tmp)
+                parts = []
+                for k in range(n_parts):
+                    d = tmp / f"part{k}"
+                    scale.make_dataset(d, n // n_parts, T, part_store, seed=k)
+                    stats = json.loads((d / "extract_stats.json").read_text())
+                    stats.update(parameters=params, files=[{"path": f"f{k}.pcap"}])
+                    (d / "extract_stats.json").write_text(json.dumps(stats))
+                    parts.append(str(d))
+                r = scale.measure(sys.executable, "-m", "janus.merge", *parts, "--out", str(tmp / "merged"),
+                                  "--store", "sharded")
+            print(f"| {n} | {n_parts} | {part_store} | sharded | {r['wall_s']:.2f} "
+                  f"| {r['rss_mb']:.0f} |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("captures", nargs="+", type=Path)
+    ap.add_argument("captures", nargs="*", type=Path)
+    ap.add_argument("--merge-sizes", nargs="+", type=int, default=None)
+    ap.add_argument("--parts", type=int, default=4)
     ap.add_argument("--slices", nargs="+", type=int, default=[2, 3, 4])
     ap.add_argument("--max-packets", type=int, default=64)
     args = ap.parse_args()
+    if args.merge_sizes:
+        bench_merge(args.merge_sizes, args.parts)
+        return 0
     from janus.capture.extract import extract
     from janus.datasets.merge import merge
 

@@ -37,10 +37,14 @@ def _tcp_conversation(t0: float, client: str, server: str, cport: int, n_data: i
                       close: int = FIN, gap: float = 0.01) -> list[Record]:
     """A whole TCP conversation: handshake, n_data segments of growing size (alternating
     sides), then FIN from each side and the last ACK, or an RST from the client."""
-    c2s = lambda flags, size=0, win=1000: ethernet(ipv4(tcp(cport, 80, flags=flags, window=win,  # noqa: E731
-                                                            payload=b"x" * size), client, server))
-    s2c = lambda flags, size=0, win=2000: ethernet(ipv4(tcp(80, cport, flags=flags, window=win,  # noqa: E731
-                                                            payload=b"y" * size), server, client))
+    def c2s(flags, size=0):
+        return ethernet(ipv4(tcp(cport, 80, flags=flags, window=1000, payload=b"x" * size),
+                             client, server))
+
+    def s2c(flags, size=0):
+        return ethernet(ipv4(tcp(80, cport, flags=flags, window=2000, payload=b"y" * size),
+                             server, client))
+
     frames = [c2s(SYN), s2c(SYN | ACK), c2s(ACK)]
     for i in range(n_data):
         frames.append((c2s if i % 2 == 0 else s2c)(PSH | ACK, 10 * (i + 1) + cport % 7))
