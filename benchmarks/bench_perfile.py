@@ -21,6 +21,14 @@ Little-endian captures only (both shared real slices are).
 instead times ``janus merge`` alone (a fresh process; peak RSS from ``RUSAGE_CHILDREN``) on
 ``--parts`` part folders of synthetic flows (``bench_scale.make_dataset``, T = 64), for parts
 in the sharded store (shards linked) and in ``packets.npz`` (re-encoded shard by shard).
+
+    python benchmarks/bench_perfile.py ../shared/data/real/cicddos2019-synflood.pcap \
+        --extract-mb 20 100 200
+
+times ``janus extract`` of one capture file (what one ``extract_part`` job does; fresh
+process, T = 64, sharded store) on files of about that many MB made of copies of a classic
+pcap capture, each copy shifted 130 s (past the idle timeout) after the previous one, so
+every copy adds new flows: the SYN-flood slice is the densest real case (~4,700 flows a MB).
 """
 
 from __future__ import annotations
@@ -145,16 +153,66 @@ def bench_merge(sizes: list[int], n_parts: int, T: int = 64) -> None:
                   f"| {r['rss_mb']:.0f} |", flush=True)
 
 
+def repeated_capture(src: Path, mb: float, out: Path, gap_s: int = 130) -> int:
+    """Copies of the pcap ``src`` one after another, each shifted past the previous copy's end
+    plus ``gap_s`` seconds, up to about ``mb`` MB; returns the number of copies."""
+    data = src.read_bytes()
+    if struct.unpack_from("<I", data, 0)[0] not in (0xA1B2C3D4, 0xA1B23C4D):
+        raise SystemExit(f"{src}: --extract-mb needs a little-endian classic pcap")
+    offsets, secs, pos = [], [], 24
+    while pos + 16 <= len(data):
+        offsets.append(pos)
+        secs.append(struct.unpack_from("<I", data, pos)[0])
+        pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
+    span = max(secs) - min(secs) + gap_s
+    body = bytearray(data[24:pos])
+    copies = max(1, int(mb * 2**20 // len(body)))
+    with open(out, "wb") as fh:
+        fh.write(data[:24])
+        for c in range(copies):
+            chunk = bytearray(body)
+            for off, sec in zip(offsets, secs):
+                struct.pack_into("<I", chunk, off - 24, sec + c * span)
+            fh.write(chunk)
+    return copies
+
+
+def bench_extract_part(src: Path, sizes: list[float]) -> None:
+    """Wall time and peak RSS of one extract_part job against the capture file's size."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_scale", Path(__file__).with_name("bench_scale.py"))
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    print("| capture MB | copies | flows | wall s | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for mb in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            copies = repeated_capture(src, mb, tmp / "big.pcap")
+            size = (tmp / "big.pcap").stat().st_size / 2**20
+            r = scale.measure(sys.executable, "-m", "janus.extract", str(tmp / "big.pcap"),
+                              "--out", str(tmp / "part"), "--max-packets", "64", "--store", "sharded")
+            flows = json.loads((tmp / "part" / "extract_stats.json").read_text())["totals"]["flows"]
+        print(f"| {size:.0f} | {copies} | {flows} | {r['wall_s']:.2f} | {r['rss_mb']:.0f} |",
+              flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("captures", nargs="*", type=Path)
     ap.add_argument("--merge-sizes", nargs="+", type=int, default=None)
     ap.add_argument("--parts", type=int, default=4)
+    ap.add_argument("--extract-mb", nargs="+", type=float, default=None)
     ap.add_argument("--slices", nargs="+", type=int, default=[2, 3, 4])
     ap.add_argument("--max-packets", type=int, default=64)
     args = ap.parse_args()
     if args.merge_sizes:
         bench_merge(args.merge_sizes, args.parts)
+        return 0
+    if args.extract_mb:
+        bench_extract_part(args.captures[0], args.extract_mb)
         return 0
     from janus.capture.extract import extract
     from janus.datasets.merge import merge
