@@ -240,18 +240,19 @@ def test_cli_one_line_error_and_step_registered(tmp_path, three_files, capsys):
     assert pq.read_table(tmp_path / "m" / FLOWS_FILE).num_rows == 21
 
 
-@pytest.mark.parametrize("where", ["_write_sharded", "_write_npz", "rename of the stats"])
+@pytest.mark.parametrize("where", ["_write_sharded", "_write_npz", f"rename of {FLOWS_FILE}",
+                                   f"rename of {STATS_FILE}"])
 def test_interrupted_merge_leaves_nothing_readable(tmp_path, three_files, monkeypatch, where):
     parts = _extract_parts(three_files, tmp_path, "sharded", 3)
     out = tmp_path / "merged"
     merge(parts, out, store="npz")  # an earlier, complete merge
     assert (out / STATS_FILE).is_file()
-    if where == "rename of the stats":
-        # Killed in the last step: every other file moved into place, the stats not yet.
-        replace = os.replace
+    if where.startswith("rename of "):
+        # Killed while the files are moved into place (the stats must come last).
+        replace, name = os.replace, where.split()[-1]
 
         def killed(src, dst):
-            if os.path.basename(dst) == STATS_FILE and os.path.dirname(dst) == str(out):
+            if os.path.basename(dst) == name and os.path.dirname(dst) == str(out):
                 raise KeyboardInterrupt
             replace(src, dst)
 
