@@ -303,7 +303,7 @@ def _rule_resources(stdout: str, rule: str) -> set[str]:
     found, inside = set(), False
     for line in stdout.splitlines():
         if line and not line[0].isspace():  # a block header: a rule's job, a group job, ...
-            inside = line in (f"rule {rule}:", f"localrule {rule}:")
+            inside = line in (f"rule {rule}:", f"localrule {rule}:", f"checkpoint {rule}:")
         elif inside and line.strip().startswith("resources:"):
             found |= {part.strip() for part in line.split(":", 1)[1].split(",")
                       if part.strip().split("=")[0] in ("mem_mb", "runtime", "disk_mb")

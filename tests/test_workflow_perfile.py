@@ -140,3 +140,18 @@ def test_per_file_rules_run_and_remove_their_parts(wf):
     for col in ("src_port", "start_time", "n_packets", "n_bytes"):
         assert flows.column(col).equals(one.column(col)), col
     np.testing.assert_array_equal(open_packets(lab).packets(), open_packets(wf / "one").packets())
+
+
+def test_paper_config_extracts_per_file(wf):
+    """config/paper.yaml: every CIC dataset per file, its merge sized from the config."""
+    out = _snakemake(wf, "-n", "--cores", "2", "--configfile", "config/paper.yaml",
+                     "--replace-workflow-config")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    counts = _job_counts(out.stdout)
+    assert counts["download"] == counts["merge"] == 4
+    assert "extract" not in counts and "extract_part" not in counts  # after the downloads
+    paper = yaml.safe_load((wf / "config" / "paper.yaml").read_text())
+    assert paper["extract"]["per_file"] is True
+    res = paper["resources"]["merge"]
+    blocks = "\n".join(_rule_blocks(out.stdout, "merge"))
+    assert f"mem_mb={res['mem_mb']}" in blocks and f"runtime={res['runtime']}" in blocks

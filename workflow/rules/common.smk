@@ -463,7 +463,9 @@ def optional_flags(section, names):
 STORE_FLAGS = optional_flags("extract", ["store", "store_min_flows", "shard_flows"])
 # A part is always a sharded store, so that the merge links its shards instead of rewriting
 # them (the merged dataset's layout still follows extract.store).
-PART_STORE_FLAGS = "--store sharded " + optional_flags("extract", ["shard_flows"])
+PART_STORE_FLAGS = " ".join(
+    ["--store sharded", optional_flags("extract", ["shard_flows"])]
+)
 SPLIT_FLAGS = optional_flags(
     "splits", ["n_train", "n_val", "n_cal", "n_test_benign", "n_test_attack"]
 )
