@@ -30,7 +30,8 @@ from janus.datasets.merge import merge
 from janus.datasets.store import open_packets
 from janus.errors import JanusError
 
-T = 4
+#: Packets per flow: the conversations below have 6..10 packets, so lengths are 6..8.
+T = 8
 
 
 def _tcp_conversation(t0: float, client: str, server: str, cport: int, n_data: int,
@@ -104,6 +105,7 @@ def test_merge_equals_one_stream_when_no_flow_spans_files(tmp_path, three_files,
     fb, xb, pb, lb, kind = _triple(tmp_path / "merged")
     assert kind == out_store
     assert fa.num_rows == 21 and fb.num_rows == 21
+    assert set(la.tolist()) == {6, 7, 8}  # flows of several lengths, some cut at T
     # Value-identical rows, ids renumbered across parts (part k's ids restart at 0).
     assert fb.column("flow_id").to_pylist() == list(range(21))
     assert fb.equals(fa) and xb.equals(xa)
@@ -175,10 +177,10 @@ def test_flow_spanning_two_files_is_cut_in_two(tmp_path):
     # A cut flow's first packet in the next file has iat 0 (it starts a flow there), and the
     # UDP continuation's directions are against its own initiator (the server): 0, 0, ...
     cont = store.packets(np.array([3]))[0]
-    np.testing.assert_allclose(cont[:, 1], [0.0, 0.1, 0.1, 0.1], atol=1e-5)
-    np.testing.assert_array_equal(cont[:, 2], [0, 0, 0, 0])
+    np.testing.assert_allclose(cont[:6, 1], [0.0, 0.1, 0.1, 0.1, 0.1, 0.1], atol=1e-5)
+    np.testing.assert_array_equal(cont[:6, 2], [0, 0, 0, 0, 0, 0])
     one_stream = open_packets(one).packets(np.array([0]))[0]
-    np.testing.assert_array_equal(one_stream[:, 2], [0, 0, 0, 1])
+    np.testing.assert_array_equal(one_stream[:, 2], [0, 0, 0, 1, 1, 1, 1, 1])
 
 
 def _make_parts(tmp_path, three_files, opts=None):
@@ -191,7 +193,7 @@ def _make_parts(tmp_path, three_files, opts=None):
 
 
 @pytest.mark.parametrize("option,value,key", [
-    ("max_packets", 8, "max_packets"),
+    ("max_packets", 16, "max_packets"),
     ("idle_timeout", 60.0, "idle_timeout_s"),
     ("active_timeout", 900.0, "active_timeout_s"),
 ])
