@@ -177,22 +177,69 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
-def load_labels(data_dir: str | Path) -> np.ndarray:
-    """int8 ``(N,)`` labels (0 benign, 1 attack, -1 unknown) from ``labels.parquet``."""
+#: Rows per batch of :func:`iter_parquet` and :func:`iter_labels` (a few MiB of columns).
+BATCH_ROWS = 1 << 16
+
+
+def iter_parquet(path: str | os.PathLike, columns: list[str], batch_rows: int = BATCH_ROWS
+                 ) -> Iterator[dict[str, np.ndarray]]:
+    """Yield ``{column: array}`` batches of exactly ``batch_rows`` rows (the last may be
+    shorter) read row group by row group, whatever the file's row-group size, so two
+    row-aligned files read with one ``batch_rows`` give aligned batches. Memory: one row
+    group's pages of ``columns`` plus one batch. String columns come as object arrays.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    pending: list[Any] = []
+    held = 0
+    with pq.ParquetFile(path) as pf:
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+            pending.append(batch)
+            held += batch.num_rows
+            while held >= batch_rows:
+                table = pa.Table.from_batches(pending)
+                yield _columns(table.slice(0, batch_rows), columns)
+                rest = table.slice(batch_rows)
+                pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield _columns(pa.Table.from_batches(pending), columns)
+
+
+def _columns(table: Any, columns: list[str]) -> dict[str, np.ndarray]:
+    return {c: table.column(c).to_numpy() for c in columns}
+
+
+def iter_labels(data_dir: str | Path, batch_rows: int = BATCH_ROWS
+                ) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first flow_id, int8 labels (n,))`` of ``labels.parquet`` batch by batch
+    (0 benign, 1 attack, -1 unknown), checking that flow_id is ``arange(N)`` and every label
+    is valid. Memory is one batch, not the dataset."""
     from janus.contract import LABELS_FILE
     from janus.errors import JanusError
 
     path = Path(data_dir) / LABELS_FILE
     if not path.is_file():
         raise JanusError(f"{path}: not found; run 'janus labels' for {data_dir} first")
-    table = pq.read_table(path, columns=["flow_id", "label"])
-    flow_id = table.column("flow_id").to_numpy()
-    if not np.array_equal(flow_id, np.arange(flow_id.shape[0])):
-        raise JanusError(f"{path}: flow_id is not arange(N)")
-    labels = table.column("label").to_numpy().astype(np.int8)
-    bad = np.flatnonzero(~np.isin(labels, (-1, 0, 1)))
-    if bad.size:
-        raise JanusError(f"{path}: label {labels[bad[0]]} at flow_id {bad[0]}; expected 0, 1 or -1")
-    return labels
+    first = 0
+    try:
+        batches = iter_parquet(path, ["flow_id", "label"], batch_rows)
+        for batch in batches:
+            flow_id, labels = batch["flow_id"], batch["label"].astype(np.int8)
+            if not np.array_equal(flow_id, np.arange(first, first + flow_id.shape[0])):
+                raise JanusError(f"{path}: flow_id is not arange(N)")
+            bad = np.flatnonzero(~np.isin(labels, (-1, 0, 1)))
+            if bad.size:
+                raise JanusError(f"{path}: label {labels[bad[0]]} at flow_id {first + bad[0]}; "
+                                 "expected 0, 1 or -1")
+            yield first, labels
+            first += labels.shape[0]
+    except (OSError, KeyError, ValueError) as exc:  # pyarrow's errors subclass these
+        raise JanusError(f"{path}: not a readable labels file ({exc})") from exc
+
+
+def load_labels(data_dir: str | Path) -> np.ndarray:
+    """int8 ``(N,)`` labels (0 benign, 1 attack, -1 unknown) from ``labels.parquet``
+    (all of them in memory; :func:`iter_labels` streams them)."""
+    parts = [labels for _, labels in iter_labels(data_dir)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int8)
