@@ -175,6 +175,21 @@ def test_extended_scores_and_memae_options_reach_the_commands(wf):
     assert "--extended" not in out.stdout
 
 
+def test_split_order_reaches_the_splits_command(wf):
+    extra = wf / "order.yaml"
+    extra.write_text("datasets:\n  a: {source: {synth: {site: office}}}\nseeds: [7]\n"
+                     "detectors: [janus]\nsplits: {n_train: 300, order: time}\n")
+    out = _snakemake(wf, "-n", "-p", "--cores", "1", "--configfile", str(extra),
+                     "--replace-workflow-config")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"janus\.splits .*--n-train 300 --order time", out.stdout)
+    extra.write_text("datasets:\n  a: {source: {synth: {site: office}}}\nseeds: [7]\n"
+                     "detectors: [janus]\nsplits: {order: sideways}\n")
+    out = _snakemake(wf, "-n", "--cores", "1", "--configfile", str(extra),
+                     "--replace-workflow-config")
+    assert out.returncode != 0 and "sideways" in out.stdout + out.stderr
+
+
 def test_distinct_sigmas_train_twice(wf):
     extra = wf / "sigma.yaml"
     extra.write_text("model: {sigma_within: 0.1, sigma_cross: 0.6}\n")

@@ -467,7 +467,7 @@ PART_STORE_FLAGS = " ".join(
     ["--store sharded", optional_flags("extract", ["shard_flows"])]
 )
 SPLIT_FLAGS = optional_flags(
-    "splits", ["n_train", "n_val", "n_cal", "n_test_benign", "n_test_attack"]
+    "splits", ["n_train", "n_val", "n_cal", "n_test_benign", "n_test_attack", "order"]
 )
 TRAIN_FLAGS = " ".join(
     filter(
