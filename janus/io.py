@@ -181,13 +181,12 @@ def _json_default(obj: Any) -> Any:
 BATCH_ROWS = 1 << 16
 
 
-def iter_parquet(path: str | os.PathLike, columns: list[str], batch_rows: int = BATCH_ROWS
-                 ) -> Iterator[dict[str, np.ndarray]]:
-    """Yield ``{column: array}`` batches of exactly ``batch_rows`` rows (the last may be
-    shorter) read row group by row group, whatever the file's row-group size, so two
-    row-aligned files read with one ``batch_rows`` give aligned batches. Memory: one row
-    group's pages of ``columns`` plus one batch. String columns come as object arrays.
-    """
+def iter_parquet_tables(path: str | os.PathLike, columns: list[str],
+                        batch_rows: int = BATCH_ROWS) -> Iterator[Any]:
+    """Yield pyarrow Tables of exactly ``batch_rows`` rows (the last may be shorter) of
+    ``columns``, read batch by batch whatever the file's row-group size, so two row-aligned
+    files read with one ``batch_rows`` give aligned batches. Memory: the pages of one row
+    group's ``columns`` plus one batch."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -199,15 +198,34 @@ def iter_parquet(path: str | os.PathLike, columns: list[str], batch_rows: int = 
             held += batch.num_rows
             while held >= batch_rows:
                 table = pa.Table.from_batches(pending)
-                yield _columns(table.slice(0, batch_rows), columns)
+                yield table.slice(0, batch_rows)
                 rest = table.slice(batch_rows)
                 pending, held = rest.to_batches(), rest.num_rows
     if held:
-        yield _columns(pa.Table.from_batches(pending), columns)
+        yield pa.Table.from_batches(pending)
 
 
-def _columns(table: Any, columns: list[str]) -> dict[str, np.ndarray]:
-    return {c: table.column(c).to_numpy() for c in columns}
+def iter_parquet(path: str | os.PathLike, columns: list[str], batch_rows: int = BATCH_ROWS
+                 ) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`iter_parquet_tables` as ``{column: array}`` (strings as object arrays)."""
+    for table in iter_parquet_tables(path, columns, batch_rows):
+        yield {c: table.column(c).to_numpy() for c in columns}
+
+
+@contextlib.contextmanager
+def parquet_writer(path: str | os.PathLike, schema: Any,
+                   use_dictionary: bool | list[str] = True) -> Iterator[Callable[[Any], None]]:
+    """Yield ``write(table)`` appending pyarrow Tables of ``schema`` to a Parquet file as row
+    groups; the file appears under ``path`` when the block succeeds (atomic, as
+    :func:`write_parquet`), with the schema and no rows if nothing was written."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        writer = pq.ParquetWriter(tmp, schema, use_dictionary=use_dictionary)
+        try:
+            yield writer.write_table
+        finally:
+            writer.close()
 
 
 def iter_labels(data_dir: str | Path, batch_rows: int = BATCH_ROWS

@@ -192,7 +192,7 @@ def split_batches(
                 lo, hi = min(lo, float(s.min())), max(hi, float(s.max()))
         n_early = n_val + n_cal + n_train
         q = 1.0 if n_early + n_test_benign == 0 else n_early / (n_early + n_test_benign)
-        rank = int(round(q * counts[0]))
+        rank = round(float(q * counts[0]))
         cut = np.inf if rank >= counts[0] else _time_cut(batches, rank, lo, hi, int(counts[0]))
         pools = {"early": BottomK(n_early), "late": BottomK(n_test_benign),
                  "attack": BottomK(n_test_attack)}

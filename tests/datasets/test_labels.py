@@ -18,10 +18,10 @@ from janus import contract
 from janus.datasets.labels import (
     CLASS_TABLE,
     LABELS_REPORT_FILE,
-    label_dataset,
     main,
     normalise_label,
 )
+from janus.datasets.labels import label_dataset as streamed_label_dataset
 from janus.datasets.labels.cic_csv import parse_timestamps, read_label_csv
 from janus.datasets.labels.rules import parse_attacker
 from janus.errors import ConfigError, JanusError
@@ -33,6 +33,34 @@ HEADER = ("Flow ID, Source IP, Source Port, Destination IP, Destination Port, Pr
 
 
 # --------------------------------------------------------------------------- helpers
+def label_dataset(data_dir, **kwargs):
+    """The streamed labeller, in chunks of 2 flows, checked against the in-memory one of
+    0.3.0 (tests/labels_reference.py) run on a copy of ``data_dir``: the same labels.parquet,
+    the same report, or the same error."""
+    import shutil
+
+    import labels_reference
+
+    data_dir = Path(data_dir)
+    ref_dir = data_dir.with_name(data_dir.name + "_reference")
+    shutil.rmtree(ref_dir, ignore_errors=True)
+    if data_dir.exists():
+        shutil.copytree(data_dir, ref_dir)
+    try:
+        ref = labels_reference.label_dataset(ref_dir, **kwargs)
+    except JanusError as exc:
+        with pytest.raises(type(exc)) as got:
+            streamed_label_dataset(data_dir, chunk=2, **kwargs)
+        assert str(got.value) == str(exc).replace(str(ref_dir), str(data_dir))
+        raise got.value from None
+    rep = streamed_label_dataset(data_dir, chunk=2, **kwargs)
+    assert rep == {**ref, "data": str(data_dir)}
+    assert read_labels(data_dir).equals(read_labels(ref_dir))
+    assert pq.ParquetFile(data_dir / contract.LABELS_FILE).metadata.num_row_groups == max(
+        1, -(-rep["n_flows"] // 2))
+    return rep
+
+
 def write_flows(data_dir: Path, flows: list[dict]) -> None:
     """flows: dicts with src, dst, sport, dport, proto, start (datetime), dur (s), file."""
     data_dir.mkdir(parents=True, exist_ok=True)

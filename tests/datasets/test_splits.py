@@ -141,7 +141,7 @@ def _write_starts(folder: Path, start: np.ndarray, row_group: int) -> None:
 def test_splits_do_not_depend_on_row_groups_or_batches(tmp_path: Path, order: str) -> None:
     labels = _labels(400, 150, 30, seed=5)
     start = np.random.default_rng(1).uniform(0, 1e4, len(labels))
-    sizes = dict(n_train=120, n_val=20, n_cal=30, n_test_benign=60, n_test_attack=60)
+    sizes = {"n_train": 120, "n_val": 20, "n_cal": 30, "n_test_benign": 60, "n_test_attack": 60}
     got = []
     for row_group, batch in ((7, 5), (10**6, 10**6), (64, 13)):
         d = tmp_path / f"rg{row_group}"
@@ -197,7 +197,7 @@ def test_time_order_puts_every_test_flow_after_every_training_flow(tmp_path: Pat
     labels = _labels(3000, 900, 100, seed=4)
     start = rng.uniform(1.5e9, 1.5e9 + 86400, labels.size)
     start[rng.integers(0, labels.size, 200)] = 1.5e9 + 40000.0  # ties at one time
-    sizes = dict(n_train=600, n_val=100, n_cal=100, n_test_benign=400, n_test_attack=250)
+    sizes = {"n_train": 600, "n_val": 100, "n_cal": 100, "n_test_benign": 400, "n_test_attack": 250}
     s, meta = splits.make_splits(labels, 0, order="time", start_time=start, **sizes)
     early = np.concatenate([s["train"], s["val"], s["cal"]])
     assert start[early].max() < start[s["test"]].min()

@@ -1,7 +1,9 @@
 """Read CIC flow-label CSVs (CICFlowMeter ``GeneratedLabelledFlows`` / ``TrafficLabelling``).
 
 Only eight columns matter: the two endpoints, the protocol, the flow's start timestamp and
-the label. Everything is vectorised (polars): CICIDS2017 alone is 2.8 M rows.
+the label. Everything is vectorised (polars): CICIDS2017 alone is 2.8 M rows. A file is
+parsed in blocks of :data:`BLOCK_BYTES` (:func:`iter_label_csv`, cut at a line end outside
+quotes), so a 9 GB CICDDoS2019 CSV never sits in memory whole.
 
 Tolerated quirks, all seen in the published files:
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +72,32 @@ class LabelCsv:
     twelve_hour_suspect: bool
 
 
+@dataclass
+class CsvSummary:
+    """What :func:`iter_label_csv` learns of a whole file (filled in as blocks are read)."""
+
+    rows_total: int = 0
+    rows_blank: int = 0
+    n_dmy: int = 0
+    n_iso: int = 0
+    any_marker: bool = False
+    n_dmy_hours: int = 0
+    max_dmy_hour: float = -1.0
+
+    @property
+    def timestamp_format(self) -> str:
+        if not (self.n_dmy or self.n_iso):
+            return "none"
+        return "mixed" if self.n_dmy and self.n_iso else ("dmy" if self.n_dmy else "iso")
+
+    @property
+    def twelve_hour_suspect(self) -> bool:
+        return bool(self.n_dmy and not self.any_marker and self.n_dmy_hours
+                    and self.max_dmy_hour <= 12)
+
+
+#: Bytes of a label CSV parsed at a time by :func:`iter_label_csv`.
+BLOCK_BYTES = 1 << 24
 #: Bytes read per step of :func:`check_text`.
 _SCAN_CHUNK = 1 << 24
 #: Longest header line read, bytes.
@@ -183,6 +212,13 @@ def parse_timestamps(values: pl.Series) -> tuple[pl.DataFrame, str, bool]:
     Returns ``(frame, format, twelve_hour_suspect)``; ``frame`` has Float64 ``time`` (null
     where unparseable or out of range) and bool ``ampm_free`` (no marker, hour 1..11).
     """
+    summary = CsvSummary()
+    frame = _parse_times(values, summary)
+    return frame, summary.timestamp_format, summary.twelve_hour_suspect
+
+
+def _parse_times(values: pl.Series, summary: CsvSummary) -> pl.DataFrame:
+    """:func:`parse_timestamps` of one block; adds the block's format counts to ``summary``."""
     s = values.cast(pl.String).str.strip_chars()
     dmy = s.str.extract_groups(_DMY).struct.unnest()
     iso = s.str.extract_groups(_ISO).struct.unnest()
@@ -206,16 +242,41 @@ def parse_timestamps(values: pl.Series) -> tuple[pl.DataFrame, str, bool]:
     time = pl.Series("time", np.where(ok, t, np.nan)).fill_nan(None)
     has_marker = pm | am
     hours = hh[is_dmy & ok]
-    n_dmy, n_iso = int(is_dmy.sum()), int(is_iso.sum())
-    fmt = "none" if not (n_dmy or n_iso) else "mixed" if (n_dmy and n_iso) else \
-        ("dmy" if n_dmy else "iso")
-    suspect = bool(n_dmy and not has_marker.any() and hours.size and hours.max() <= 12)
+    summary.n_dmy += int(is_dmy.sum())
+    summary.n_iso += int(is_iso.sum())
+    summary.any_marker = summary.any_marker or bool(has_marker.any())
+    summary.n_dmy_hours += int(hours.size)
+    if hours.size:
+        summary.max_dmy_hour = max(summary.max_dmy_hour, float(hours.max()))
     ampm_free = pl.Series("ampm_free", is_dmy & ok & ~has_marker & (hh >= 1) & (hh < 12))
-    return pl.DataFrame([time, ampm_free]), fmt, suspect
+    return pl.DataFrame([time, ampm_free])
 
 
-def read_label_csv(path: str | Path) -> LabelCsv:
-    """Read one CIC label CSV into a :class:`LabelCsv` (strings parsed, blanks counted)."""
+def _blocks(path: Path, block_bytes: int) -> Iterator[tuple[bytes, int, bytes]]:
+    """``(header line, line number of the block's first row, block)``: blocks of about
+    ``block_bytes`` ending at a line end with an even number of quotes so far (a quoted
+    field never straddles two blocks)."""
+    with open(path, "rb") as fh:
+        header = fh.readline(_MAX_HEADER)
+        line = 2
+        while block := fh.read(block_bytes):
+            if not block.endswith(b"\n"):
+                block += fh.readline()
+            odd = block.count(b'"') % 2
+            more = [block]
+            while odd and (tail := fh.readline()):
+                more.append(tail)
+                odd ^= tail.count(b'"') % 2
+            block = b"".join(more) if len(more) > 1 else block
+            yield header, line, block
+            line += block.count(b"\n")
+
+
+def iter_label_csv(path: str | Path, summary: CsvSummary,
+                   block_bytes: int = BLOCK_BYTES) -> Iterator[pl.DataFrame]:
+    """Read one CIC label CSV block by block: frames of its non-blank rows with the columns
+    of :attr:`LabelCsv.table`; ``summary`` holds the whole file's counts once the iterator
+    is exhausted (when it also raises if no timestamp of the file could be parsed)."""
     path = Path(path)
     if not path.is_file():
         raise JanusError(f"{path}: label CSV not found")
@@ -223,41 +284,67 @@ def read_label_csv(path: str | Path) -> LabelCsv:
     idx = _header_indices(path)
     names = list(idx)
     order = sorted(range(len(names)), key=lambda i: idx[names[i]])
+    first_row: tuple[int, str] | None = None  # line and timestamp of the first non-blank row
+    parsed_any = False
     try:
-        raw = pl.read_csv(
-            path, columns=[idx[names[i]] for i in order], infer_schema=False,
-            encoding="utf8-lossy", truncate_ragged_lines=True, quote_char='"',
-        )
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise JanusError(f"{path}: {_parse_failure(path)}cannot parse label CSV "
-                         f"({' '.join(str(exc).split())[:200]})") from exc
-    # The projection keeps file order, so the sorted names line up with the columns.
-    raw.columns = [names[i] for i in order]
-    rows_total = raw.height
-    # Line numbers hold while no quoted field spans lines (CIC CSVs quote nothing); polars
-    # keeps blank lines as rows, so data row k is line k + 2.
-    raw = raw.with_row_index("line", offset=2).with_columns(
-        pl.col(c).str.strip_chars() for c in names)
-    # No valid address, port, time or class is this long; cutting a huge (damaged) field
-    # keeps it invalid and keeps every later step from copying megabytes around.
-    longest = raw.select(pl.col(c).str.len_bytes().max() for c in names).row(0)
-    raw = raw.with_columns(pl.col(c).str.slice(0, MAX_FIELD_CHARS)
-                           for c, n in zip(names, longest) if n and n > MAX_FIELD_CHARS)
-    raw = raw.filter(pl.col("raw_label").is_not_null() & (pl.col("raw_label") != ""))
-    times, fmt, suspect = parse_timestamps(raw["timestamp"])
-    if raw.height and times["time"].null_count() == raw.height:
+        blocks = _blocks(path, block_bytes)
+        for header, line, block in blocks:
+            try:
+                raw = pl.read_csv(
+                    header + block, columns=[idx[names[i]] for i in order], infer_schema=False,
+                    encoding="utf8-lossy", truncate_ragged_lines=True, quote_char='"',
+                )
+            except pl.exceptions.PolarsError as exc:
+                raise JanusError(f"{path}: {_parse_failure(path)}cannot parse label CSV "
+                                 f"({' '.join(str(exc).split())[:200]})") from exc
+            # The projection keeps file order, so the sorted names line up with the columns.
+            raw.columns = [names[i] for i in order]
+            summary.rows_total += raw.height
+            # Line numbers hold while no quoted field spans lines (CIC CSVs quote nothing);
+            # polars keeps blank lines as rows, so row k of a block is its line + k.
+            raw = raw.with_row_index("line", offset=line).with_columns(
+                pl.col(c).str.strip_chars() for c in names)
+            # No valid address, port, time or class is this long; cutting a huge (damaged)
+            # field keeps it invalid and keeps every later step from copying megabytes around.
+            longest = raw.select(pl.col(c).str.len_bytes().max() for c in names).row(0)
+            raw = raw.with_columns(pl.col(c).str.slice(0, MAX_FIELD_CHARS)
+                                   for c, n in zip(names, longest) if n and n > MAX_FIELD_CHARS)
+            height = raw.height
+            raw = raw.filter(pl.col("raw_label").is_not_null() & (pl.col("raw_label") != ""))
+            summary.rows_blank += height - raw.height
+            if not raw.height:
+                continue
+            if first_row is None:
+                first_row = (raw["line"][0], raw["timestamp"][0])
+            times = _parse_times(raw["timestamp"], summary)
+            parsed_any = parsed_any or times["time"].null_count() < raw.height
+            yield pl.concat([raw, times], how="horizontal").select(
+                "src_ip", "dst_ip",
+                *(pl.col(c).cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
+                  for c in ("src_port", "dst_port", "proto")),
+                "time", "ampm_free", "raw_label", pl.col("line").cast(pl.Int64),
+            )
+    except OSError as exc:
+        raise JanusError(f"{path}: cannot read label CSV ({exc})") from exc
+    if first_row is not None and not parsed_any:
         raise JanusError(
-            f"{path}: line {raw['line'][0]}: no Timestamp could be parsed (first value "
-            f"{clip(raw['timestamp'][0])}); "
+            f"{path}: line {first_row[0]}: no Timestamp could be parsed (first value "
+            f"{clip(first_row[1])}); "
             "expected 'd/m/yyyy h:mm[:ss] [AM|PM]' or 'yyyy-mm-dd hh:mm:ss[.ffffff]'"
         )
-    table = pl.concat([raw, times], how="horizontal").select(
-        "src_ip", "dst_ip",
-        *(pl.col(c).cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
-          for c in ("src_port", "dst_port", "proto")),
-        "time", "ampm_free", "raw_label", pl.col("line").cast(pl.Int64),
-    )
-    return LabelCsv(path, table, rows_total, rows_total - raw.height, fmt, suspect)
+
+
+def read_label_csv(path: str | Path, block_bytes: int = BLOCK_BYTES) -> LabelCsv:
+    """Read one CIC label CSV into a :class:`LabelCsv` (strings parsed, blanks counted;
+    the whole file in memory: the labels step streams :func:`iter_label_csv` instead)."""
+    summary = CsvSummary()
+    parts = list(iter_label_csv(path, summary, block_bytes))
+    schema = {"src_ip": pl.String, "dst_ip": pl.String, "src_port": pl.Int64,
+              "dst_port": pl.Int64, "proto": pl.Int64, "time": pl.Float64,
+              "ampm_free": pl.Boolean, "raw_label": pl.String, "line": pl.Int64}
+    table = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    return LabelCsv(Path(path), table, summary.rows_total, summary.rows_blank,
+                    summary.timestamp_format, summary.twelve_hour_suspect)
 
 
 def _parse_failure(path: Path) -> str:

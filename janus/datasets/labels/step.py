@@ -27,7 +27,7 @@ import argparse
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ from tqdm import tqdm
 from janus import contract, io
 from janus.cli import run_main
 from janus.datasets.labels import join
-from janus.datasets.labels.cic_csv import clip, read_label_csv
+from janus.datasets.labels.cic_csv import CsvSummary, clip, iter_label_csv
 from janus.datasets.labels.names import normalise_label
 from janus.datasets.labels.rules import (
     AttackerRule,
@@ -61,19 +61,46 @@ BAD_LABEL = -2
 MAX_LABEL_CHARS = 200
 _FLOW_COLUMNS = ("flow_id", "src_ip", "dst_ip", "src_port", "dst_port", "proto",
                  "start_time", "end_time", "source_file")
+_KEY_COLUMNS = _FLOW_COLUMNS[:-1]
 
 
-def _read_flows(data_dir: Path) -> pl.DataFrame:
+#: Flows labelled at a time (each pass over flows.parquet reads chunks of this many).
+CHUNK_FLOWS = 1 << 16
+
+
+def _flow_count(data_dir: Path) -> tuple[Path, int]:
+    """flows.parquet of ``data_dir`` and its row count (from the footer; nothing else read)."""
+    import pyarrow.parquet as pq
+
     path = data_dir / contract.FLOWS_FILE
     if not path.is_file():
         raise JanusError(f"{path}: not found; run 'janus extract' for {data_dir} first")
     try:
-        flows = pl.read_parquet(path, columns=list(_FLOW_COLUMNS))
-    except (pl.exceptions.PolarsError, OSError) as exc:
+        with pq.ParquetFile(path) as pf:
+            missing = set(_FLOW_COLUMNS) - set(pf.schema_arrow.names)
+            n = pf.metadata.num_rows
+    except Exception as exc:  # pyarrow raises several types for a non-Parquet file
         raise JanusError(f"{path}: cannot read flows ({exc})") from exc
-    if not (flows["flow_id"].to_numpy() == np.arange(flows.height)).all():
-        raise JanusError(f"{path}: flow_id is not arange(N); the file breaks the data contract")
-    return flows
+    if missing:
+        raise JanusError(f"{path}: cannot read flows (no column(s) {sorted(missing)})")
+    return path, n
+
+
+def _flow_chunks(path: Path, columns: Sequence[str], chunk: int) -> Iterator[pl.DataFrame]:
+    """``columns`` of flows.parquet, ``chunk`` flows at a time, flow_id checked to be
+    ``arange(N)``."""
+    first = 0
+    cols = list(dict.fromkeys(["flow_id", *columns]))
+    try:
+        for table in io.iter_parquet_tables(path, cols, chunk):
+            frame = pl.from_arrow(table)
+            if not (frame["flow_id"].to_numpy() == np.arange(first, first + frame.height)).all():
+                raise JanusError(f"{path}: flow_id is not arange(N); the file breaks the data "
+                                 "contract")
+            first += frame.height
+            yield frame
+    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        raise JanusError(f"{path}: cannot read flows ({exc})") from exc
 
 
 def _csv_paths(csv: Iterable[str | os.PathLike]) -> list[Path]:
@@ -117,53 +144,122 @@ def parse_time_offset(value: str | float | None) -> str | float:
     return hours
 
 
-def csv_labels(flows: pl.DataFrame, paths: Sequence[Path], *, time_offset: str | float,
-               tolerance_s: float, utc_offset_hours: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Join label CSVs to ``flows``: ``hit`` bool ``(N,)``, ``label`` int8 ``(N,)``,
-    ``attack`` object ``(N,)`` and the CSV part of the report.
+class CsvLabels:
+    """The CSV join's per-flow labels, served chunk by chunk: matched rows sorted by flow."""
 
-    CSV times are read as the capture site's clock, moved to UTC by ``utc_offset_hours``
-    (UTC = local - H), then by the residual ``time_offset`` (hours, CSV - flow start) that
-    is detected (``auto``), skipped (``none``) or given.
-    """
-    parts, files = [], []
-    for i, path in enumerate(tqdm(paths, desc="label CSVs", unit="file", disable=None)):
-        lc = read_label_csv(path)
-        files.append({"path": str(path), "rows": lc.rows_total, "blank_rows": lc.rows_blank,
-                      "timestamp_format": lc.timestamp_format,
-                      "twelve_hour_suspect": lc.twelve_hour_suspect})
-        if lc.rows_total == 0:
-            log.warning("%s: a header and no rows; it labels no flow", path)
-        elif lc.table.height == 0:
-            log.warning("%s: all %d rows are blank (no label); it labels no flow", path,
-                        lc.rows_total)
-        if lc.twelve_hour_suspect:
-            log.warning("%s: d/m/y times with no AM/PM and no hour above 12; rows with hour "
-                        "1..11 are also tried 12 h later", path)
-        parts.append(lc.table.with_columns(
-            twelve_h=pl.col("ampm_free") & lc.twelve_hour_suspect, file=pl.lit(i)))
-    rows = pl.concat(parts).with_row_index("row_id").with_columns(
-        time=pl.col("time") - utc_offset_hours * 3600.0)
-    raws = rows["raw_label"].unique().to_list()  # a few dozen distinct spellings
-    names = []
-    for raw in raws:
+    def __init__(self, flow_id: np.ndarray, code: np.ndarray,
+                 classes: list[tuple[int, str | None]]) -> None:
+        order = np.argsort(flow_id, kind="stable")
+        self.flow_id, self.code = flow_id[order], code[order]
+        self.class_label = np.array([c[0] for c in classes], np.int8)
+        self.class_attack = np.array([c[1] for c in classes], object)
+        self.conflicts = {"benign_vs_attack": 0, "attack_vs_attack": 0}
+
+    @property
+    def flows_labelled(self) -> int:
+        return int(np.unique(self.flow_id).size)
+
+    def chunk(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``hit`` bool, ``label`` int8, ``attack`` object ``(hi - lo,)`` of flows
+        ``lo..hi-1``; adds their conflicts to :attr:`conflicts`."""
+        a, b = np.searchsorted(self.flow_id, [lo, hi])
+        code = self.code[a:b]
+        per_flow, conflicts = join.flow_labels_from_rows(pl.DataFrame({
+            "flow_id": self.flow_id[a:b].astype(np.int64), "label": self.class_label[code],
+            "attack": pl.Series(self.class_attack[code].tolist(), dtype=pl.String)}))
+        for k, v in conflicts.items():
+            self.conflicts[k] += v
+        n = hi - lo
+        hit = np.zeros(n, bool)
+        label = np.full(n, -1, np.int8)
+        attack = np.full(n, None, object)
+        idx = per_flow["flow_id"].to_numpy() - lo
+        hit[idx] = True
+        label[idx] = per_flow["label"].to_numpy()
+        attack[idx] = per_flow["attack"].to_numpy()
+        return hit, label, attack
+
+
+def _class_code(raw: str, code_of: dict[str, int], classes: list) -> int:
+    if raw not in code_of:
         try:
             if len(raw) > MAX_LABEL_CHARS:
                 raise JanusError("too long")
-            names.append(normalise_label(raw))
+            classes.append(normalise_label(raw))
         except JanusError:  # no letter or digit, or pages of text: a damaged row
-            names.append((BAD_LABEL, None))
-    rows = rows.join(pl.DataFrame({
-        "raw_label": pl.Series(raws, dtype=pl.String),
-        "label": pl.Series([n[0] for n in names], dtype=pl.Int8),
-        "attack": pl.Series([n[1] for n in names], dtype=pl.String),
-    }), on="raw_label", how="left", maintain_order="left")
-    ip_ids = join.ip_id_map(flows["src_ip"], flows["dst_ip"], rows["src_ip"], rows["dst_ip"])
-    keyed_flows = join.with_key(flows, ip_ids)
-    rows = join.with_key(rows, ip_ids)
+            classes.append((BAD_LABEL, None))
+        code_of[raw] = len(classes) - 1
+    return code_of[raw]
 
-    diag = join.detect_offset(rows, keyed_flows)
+
+def read_csv_rows(paths: Sequence[Path], ips: join.IpIds, utc_offset_hours: float
+                  ) -> tuple[join.CsvRows, list[dict], tuple | None]:
+    """Every label CSV, block by block, into the compact :class:`join.CsvRows` (times moved
+    to UTC = local - H). Returns the rows, the per-file report entries and ``(file, line,
+    raw label)`` of the first row whose label is not a class name (None if none)."""
+    builder = join.CsvRowsBuilder()
+    classes: list[tuple[int, str | None]] = []
+    code_of: dict[str, int] = {}
+    files, first_bad = [], None
+    for i, path in enumerate(tqdm(paths, desc="label CSVs", unit="file", disable=None)):
+        summary = CsvSummary()
+        n_rows = 0
+        for block in iter_label_csv(path, summary):
+            for raw in block["raw_label"].unique().to_list():
+                _class_code(raw, code_of, classes)
+            code = block["raw_label"].replace_strict(code_of, return_dtype=pl.Int16).to_numpy()
+            if first_bad is None:
+                bad = np.flatnonzero(np.array([c[0] for c in classes])[code] == BAD_LABEL)
+                if bad.size:
+                    first_bad = (i, block["line"][int(bad[0])], block["raw_label"][int(bad[0])])
+            key, lo_ok = join.endpoint_keys(ips.add(block["src_ip"]), ips.add(block["dst_ip"]),
+                                            block["src_port"], block["dst_port"], block["proto"])
+            time = block["time"].to_numpy().astype(np.float64) - utc_offset_hours * 3600.0
+            builder.add_block(key, time, code, i, block["ampm_free"].to_numpy(), lo_ok)
+            n_rows += block.height
+        builder.end_file(summary.twelve_hour_suspect)
+        files.append({"path": str(path), "rows": summary.rows_total,
+                      "blank_rows": summary.rows_blank,
+                      "timestamp_format": summary.timestamp_format,
+                      "twelve_hour_suspect": summary.twelve_hour_suspect})
+        if summary.rows_total == 0:
+            log.warning("%s: a header and no rows; it labels no flow", path)
+        elif n_rows == 0:
+            log.warning("%s: all %d rows are blank (no label); it labels no flow", path,
+                        summary.rows_total)
+        if summary.twelve_hour_suspect:
+            log.warning("%s: d/m/y times with no AM/PM and no hour above 12; rows with hour "
+                        "1..11 are also tried 12 h later", path)
+    return builder.build(classes), files, first_bad
+
+
+def _keyed_chunks(flows_path: Path, rows: join.CsvRows, ips: join.IpIds, chunk: int
+                  ) -> Iterator[join.FlowChunk]:
+    for frame in _flow_chunks(flows_path, _KEY_COLUMNS, chunk):
+        key, _ = join.endpoint_keys(ips.lookup(frame["src_ip"]), ips.lookup(frame["dst_ip"]),
+                                    frame["src_port"], frame["dst_port"], frame["proto"])
+        yield join.key_chunk(rows, frame["flow_id"].to_numpy(), key,
+                             frame["start_time"].to_numpy(), frame["end_time"].to_numpy())
+
+
+def csv_labels(flows_path: Path, paths: Sequence[Path], *, time_offset: str | float,
+               tolerance_s: float, utc_offset_hours: float, chunk: int = CHUNK_FLOWS,
+               n_flows: int | None = None) -> tuple[CsvLabels, dict]:
+    """Join label CSVs to the flows of ``flows_path``: the per-flow labels (served chunk by
+    chunk, :class:`CsvLabels`) and the CSV part of the report (its ``conflicts`` filled in
+    as the chunks are served).
+
+    CSV times are read as the capture site's clock, moved to UTC by ``utc_offset_hours``
+    (UTC = local - H), then by the residual ``time_offset`` (hours, CSV - flow start) that
+    is detected (``auto``), skipped (``none``) or given. Two passes over the flows: the
+    offset diagnostic (and each key's flow count), then the matching.
+    """
+    ips = join.IpIds()
+    rows, files, first_bad = read_csv_rows(paths, ips, utc_offset_hours)
+    diagnostic = join.OffsetDiagnostic(rows)
+    for fc in _keyed_chunks(flows_path, rows, ips, chunk):
+        diagnostic.add(fc)
+    diag = diagnostic.result()
     trusted = (diag["rows_matched"] >= join.OFFSET_MIN_ROWS
                and diag["share"] >= join.OFFSET_MIN_SHARE)
     best = "none" if diag["detected_hours"] is None else f"{diag['detected_hours']:+.1f} h"
@@ -178,126 +274,88 @@ def csv_labels(flows: pl.DataFrame, paths: Sequence[Path], *, time_offset: str |
     log.info("time offset: CSV time - flow start = %s explains %.1f%% of %d CSV rows with a "
              "5-tuple match; applying %+.1f h (--time-offset %s)", best, 100 * diag["share"],
              diag["rows_matched"], applied, time_offset)
-    rows = rows.with_columns(time=pl.col("time") - applied * 3600.0)
+    rows.time -= applied * 3600.0
 
-    bad = rows.filter(pl.col("label") == BAD_LABEL)
-    if bad.height:
-        first = bad.row(0, named=True)
+    label = rows.label
+    n_rows = label.size
+    n_bad = int((label == BAD_LABEL).sum())
+    n_known = int((label >= 0).sum())
+    if first_bad is not None:
+        file, line, raw = first_bad
         log.warning("%s: line %d: label %s is not a class name; %d such rows are left out "
-                    "(unmatched_reasons.bad_label)", paths[first["file"]], first["line"],
-                    clip(first["raw_label"]), bad.height)
-    known = rows.filter(pl.col("label") >= 0)
-    matched = join.match_rows(known, keyed_flows, tolerance_s).join(
-        known.select("row_id", "label", "attack"), on="row_id")
-    per_flow, conflicts = join.flow_labels_from_rows(
-        matched.filter(pl.col("flow_id").is_not_null()))
-    n = flows.height
-    hit = np.zeros(n, bool)
-    label = np.full(n, -1, np.int8)
-    attack = np.full(n, None, object)
-    idx = per_flow["flow_id"].to_numpy()
-    hit[idx] = True
-    label[idx] = per_flow["label"].to_numpy()
-    attack[idx] = per_flow["attack"].to_numpy()
-
-    per_file = (matched.filter(pl.col("flow_id").is_not_null()).join(
-        rows.select("row_id", "file"), on="row_id").group_by("file").len())
-    for i, n_matched in zip(per_file["file"].to_list(), per_file["len"].to_list()):
-        files[i]["rows_matched"] = n_matched
-    for entry in files:
-        entry.setdefault("rows_matched", 0)
-    reasons = _counts(matched["reason"])
-    if rows.height > known.height + bad.height:
-        reasons["unknown_label"] = rows.height - known.height - bad.height
-    if bad.height:
-        reasons["bad_label"] = bad.height
+                    "(unmatched_reasons.bad_label)", paths[file], line, clip(raw), n_bad)
+    matcher = join.Matcher(rows, n_flows if n_flows is not None else 2**31, tolerance_s)
+    for fc in _keyed_chunks(flows_path, rows, ips, chunk):
+        matcher.add(fc)
+    flow_id, how = matcher.result()
+    del matcher
+    matched = flow_id >= 0
+    missed = np.flatnonzero((label >= 0) & ~matched)
+    key_first = np.searchsorted(rows.key, rows.key[missed], "left")
+    reason = np.select(
+        [np.isnan(rows.time[missed]), rows.key[missed].real == join.BAD_KEY,
+         diagnostic.count[key_first] == 0],
+        ["bad_timestamp", "bad_endpoint", "no_flow_with_5tuple"], "no_flow_near_time")
+    reasons = _counts(reason)
+    if n_rows > n_known + n_bad:
+        reasons["unknown_label"] = n_rows - n_known - n_bad
+    if n_bad:
+        reasons["bad_label"] = n_bad
+    per_file = np.bincount(rows.file[matched], minlength=len(files))
+    for entry, n_matched in zip(files, per_file.tolist()):
+        entry["rows_matched"] = n_matched
+    result = CsvLabels(flow_id[matched], rows.code[matched], rows.classes)
+    row_classes: dict[str, int] = {}
+    for (_, attack), n_code in zip(rows.classes, np.bincount(rows.code,
+                                                             minlength=len(rows.classes))):
+        if attack is not None and n_code:
+            row_classes[attack] = row_classes.get(attack, 0) + int(n_code)
+    n_matched = int(matched.sum())
     report = {
         "files": files,
-        "rows": rows.height,
+        "rows": n_rows,
         "rows_blank": sum(f["blank_rows"] for f in files),
-        "rows_matched": int(matched["flow_id"].is_not_null().sum()),
-        "rows_unmatched": rows.height - int(matched["flow_id"].is_not_null().sum()),
+        "rows_matched": n_matched,
+        "rows_unmatched": n_rows - n_matched,
         "unmatched_reasons": reasons,
-        "match_kinds": _counts(matched["how"]),
-        "row_classes": _counts(rows["attack"]),
-        "flows_labelled": int(hit.sum()),
-        "conflicts": conflicts,
+        "match_kinds": _counts(np.array(join.HOW, object)[how[matched]]),
+        "row_classes": _sorted_counts(row_classes),
+        "flows_labelled": result.flows_labelled,
+        "conflicts": result.conflicts,
         "tolerance_s": tolerance_s,
         "utc_offset_hours": utc_offset_hours,
         "time_offset": {"mode": time_offset if isinstance(time_offset, str) else "fixed",
                         **diag, "applied_hours": applied},
     }
     log.info("CSV join: %d of %d rows matched %d flows; unmatched rows by reason: %s",
-             report["rows_matched"], rows.height, report["flows_labelled"],
+             report["rows_matched"], n_rows, report["flows_labelled"],
              report["unmatched_reasons"] or "none")
-    return hit, label, attack, report
+    return result, report
 
 
-def label_dataset(
-    data_dir: str | os.PathLike,
-    *,
-    csv: Iterable[str | os.PathLike] = (),
-    attackers: Iterable[str | AttackerRule] = (),
-    by_folder: bool = False,
-    file_classes: Mapping[str, str] | Iterable[str | tuple[str, str]] | None = None,
-    default: str = "unknown",
-    time_offset: str | float | None = "auto",
-    tolerance_s: float = DEFAULT_TOLERANCE_S,
-    utc_offset_hours: float = 0.0,
-    precedence: Sequence[str] = DEFAULT_PRECEDENCE,
-) -> dict:
-    """Label every flow of ``data_dir``; write labels.parquet and labels_report.json.
+def _sorted_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """Most common first, ties by name (the order of :func:`_counts`)."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
-    See the module docstring for the sources and their precedence. Returns the report
-    (also written to ``data_dir/labels_report.json``).
-    """
-    data_dir = Path(data_dir)
-    if default not in (contract.UNKNOWN, contract.BENIGN):
-        raise ConfigError(f"default {default!r}: expected 'unknown' or 'benign'")
-    if sorted(precedence) != sorted(SOURCES):
-        raise ConfigError(f"precedence {list(precedence)}: expected an order of {list(SOURCES)}")
-    if not 0 <= tolerance_s < math.inf:
-        raise ConfigError(f"tolerance {tolerance_s}: expected seconds >= 0")
-    if not math.isfinite(utc_offset_hours):
-        raise ConfigError(f"UTC offset {utc_offset_hours}: expected a finite number of hours")
-    time_offset = parse_time_offset(time_offset)
-    rules = [a if isinstance(a, AttackerRule) else parse_attacker(a) for a in attackers]
-    globs = parse_file_classes(file_classes)
-    paths = _csv_paths(csv)
-    flows = _read_flows(data_dir)
-    n = flows.height
 
-    report: dict = {"data": str(data_dir), "n_flows": n}
-    sources: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    generic: dict[str, np.ndarray] = {}  # flows a source calls an attack without a class
-    if paths and n:
-        hit, lab, att, report["csv"] = csv_labels(
-            flows, paths, time_offset=time_offset, tolerance_s=tolerance_s,
-            utc_offset_hours=utc_offset_hours)
-        sources["csv"] = (hit, lab, att)
-    if rules:
-        hit, att, named, report["ip_rules"] = apply_attacker_rules(flows, rules)
-        sources["ip_rule"] = (hit, np.where(hit, 1, -1).astype(np.int8), att)
-        generic["ip_rule"] = hit & ~named
-    if globs or by_folder:
-        hit, lab, att, report["file_rules"] = file_rule_labels(flows["source_file"], globs,
-                                                               by_folder)
-        sources["file"] = (hit, lab, att)
-    if not sources:
-        log.warning("no label source given (--csv, --attacker, --file-class, --by-folder): "
-                    "every flow gets the default %r", default)
+def _add_counts(total: dict[str, int], part: Mapping[str, int]) -> None:
+    for k, v in part.items():
+        total[k] = total.get(k, 0) + v
 
-    d_label, d_attack, d_source = (0, contract.BENIGN, "default") if default == contract.BENIGN \
-        else (-1, contract.UNKNOWN, "none")
-    label = np.full(n, d_label, np.int8)
-    attack = np.full(n, d_attack, object)
-    source = np.full(n, d_source, object)
+
+def merge_sources(n: int, sources: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                  generic: Mapping[str, np.ndarray], order: Sequence[str],
+                  default: tuple[int, str, str]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict, dict]:
+    """One chunk's labels from its sources in precedence ``order`` (the module docstring):
+    ``label`` int8, ``attack`` and ``source`` object, ``taken`` bool ``(n,)``, and the
+    chunk's ``overridden`` and ``unnamed_attack_class_from`` counts."""
+    label = np.full(n, default[0], np.int8)
+    attack = np.full(n, default[1], object)
+    source = np.full(n, default[2], object)
     taken = np.zeros(n, bool)
     unnamed = np.zeros(n, bool)  # the winning source called the flow an attack, no class
-    order = [s for s in precedence if s in sources]
-    for name in SOURCES:
-        generic.setdefault(name, np.zeros(n, bool))
-    overridden = {}
+    overridden: dict[str, int] = {}
     for rank, name in enumerate(order):
         hit, lab, att = sources[name]
         new = hit & ~taken
@@ -319,27 +377,118 @@ def label_dataset(
             attack[fill], source[fill] = att[fill], name
             unnamed &= ~fill
             class_from[name] = int(fill.sum())
+    return label, attack, source, taken, overridden, class_from
 
-    report.update({
-        "precedence": order,
-        "default": default,
-        "flows_unlabelled": int((~taken).sum()),
-        "labels": {"benign": int((label == 0).sum()), "attack": int((label == 1).sum()),
-                   "unknown": int((label == -1).sum())},
-        "classes": _counts(attack),
-        "label_source": _counts(source),
-        "overridden": overridden,
-        "unnamed_attack_class_from": class_from,
-    })
-    table = pa.table({
-        "flow_id": pa.array(np.arange(n, dtype=np.int64)),
-        "label": pa.array(label, pa.int8()),
-        "attack": pa.array(attack.tolist(), pa.string()),
-        "label_source": pa.array(source.tolist(), pa.string()),
-    })
-    assert table.column_names == list(contract.LABEL_COLUMNS)
-    io.write_parquet(data_dir / contract.LABELS_FILE, table)
-    io.write_json(data_dir / LABELS_REPORT_FILE, report)
+
+def label_dataset(
+    data_dir: str | os.PathLike,
+    *,
+    csv: Iterable[str | os.PathLike] = (),
+    attackers: Iterable[str | AttackerRule] = (),
+    by_folder: bool = False,
+    file_classes: Mapping[str, str] | Iterable[str | tuple[str, str]] | None = None,
+    default: str = "unknown",
+    time_offset: str | float | None = "auto",
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    utc_offset_hours: float = 0.0,
+    precedence: Sequence[str] = DEFAULT_PRECEDENCE,
+    chunk: int = CHUNK_FLOWS,
+) -> dict:
+    """Label every flow of ``data_dir``; write labels.parquet and labels_report.json.
+
+    See the module docstring for the sources and their precedence. Flows are read and
+    labelled ``chunk`` at a time (labels.parquet gets one row group per chunk), so memory is
+    one chunk plus the CSV rows' compact index, whatever the flow count. Returns the report
+    (also written to ``data_dir/labels_report.json``).
+    """
+    data_dir = Path(data_dir)
+    if default not in (contract.UNKNOWN, contract.BENIGN):
+        raise ConfigError(f"default {default!r}: expected 'unknown' or 'benign'")
+    if sorted(precedence) != sorted(SOURCES):
+        raise ConfigError(f"precedence {list(precedence)}: expected an order of {list(SOURCES)}")
+    if not 0 <= tolerance_s < math.inf:
+        raise ConfigError(f"tolerance {tolerance_s}: expected seconds >= 0")
+    if not math.isfinite(utc_offset_hours):
+        raise ConfigError(f"UTC offset {utc_offset_hours}: expected a finite number of hours")
+    if chunk < 1:
+        raise ConfigError(f"chunk {chunk}: expected flows >= 1")
+    time_offset = parse_time_offset(time_offset)
+    rules = [a if isinstance(a, AttackerRule) else parse_attacker(a) for a in attackers]
+    globs = parse_file_classes(file_classes)
+    paths = _csv_paths(csv)
+    flows_path, n = _flow_count(data_dir)
+
+    report: dict = {"data": str(data_dir), "n_flows": n}
+    csv_join = None
+    if paths and n:
+        csv_join, report["csv"] = csv_labels(
+            flows_path, paths, time_offset=time_offset, tolerance_s=tolerance_s,
+            utc_offset_hours=utc_offset_hours, chunk=chunk, n_flows=n)
+    if rules:
+        report["ip_rules"] = {r.spec: 0 for r in rules}
+    if globs or by_folder:
+        report["file_rules"] = {}
+    order = [s for s in precedence if s == "csv" and csv_join is not None
+             or s == "ip_rule" and rules or s == "file" and (globs or by_folder)]
+    if not order:
+        log.warning("no label source given (--csv, --attacker, --file-class, --by-folder): "
+                    "every flow gets the default %r", default)
+    defaults = (0, contract.BENIGN, "default") if default == contract.BENIGN \
+        else (-1, contract.UNKNOWN, "none")
+    labels = {"benign": 0, "attack": 0, "unknown": 0}
+    classes: dict[str, int] = {}
+    label_source: dict[str, int] = {}
+    overridden: dict[str, int] = {}
+    class_from: dict[str, int] = {}
+    unlabelled = 0
+    schema = pa.schema([(k, pa.type_for_alias(v)) for k, v in contract.LABEL_COLUMNS.items()])
+    with io.parquet_writer(data_dir / contract.LABELS_FILE, schema) as write:
+        for frame in _flow_chunks(flows_path, _FLOW_COLUMNS, chunk):
+            lo = int(frame["flow_id"][0])
+            m = frame.height
+            sources: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+            generic = {name: np.zeros(m, bool) for name in SOURCES}  # attack, no class
+            if csv_join is not None:
+                sources["csv"] = csv_join.chunk(lo, lo + m)
+            if rules:
+                hit, att, named, counts = apply_attacker_rules(frame, rules)
+                sources["ip_rule"] = (hit, np.where(hit, 1, -1).astype(np.int8), att)
+                generic["ip_rule"] = hit & ~named
+                _add_counts(report["ip_rules"], counts)
+            if globs or by_folder:
+                hit, lab, att, files = file_rule_labels(frame["source_file"], globs, by_folder)
+                sources["file"] = (hit, lab, att)
+                report["file_rules"].update(files)
+            label, attack, source, taken, over, fill = merge_sources(m, sources, generic, order,
+                                                                     defaults)
+            _add_counts(overridden, over)
+            _add_counts(class_from, fill)
+            unlabelled += int((~taken).sum())
+            for name, value in (("benign", 0), ("attack", 1), ("unknown", -1)):
+                labels[name] += int((label == value).sum())
+            _add_counts(classes, _counts(attack))
+            _add_counts(label_source, _counts(source))
+            write(pa.table({
+                "flow_id": pa.array(frame["flow_id"].to_numpy().astype(np.int64)),
+                "label": pa.array(label, pa.int8()),
+                "attack": pa.array(attack.tolist(), pa.string()),
+                "label_source": pa.array(source.tolist(), pa.string()),
+            }, schema=schema))
+        if "file_rules" in report:
+            report["file_rules"] = dict(sorted(report["file_rules"].items()))
+        pairs = [f"{name}_overridden_by_{winner}" for rank, name in enumerate(order)
+                 for winner in order[:rank]]
+        report.update({
+            "precedence": order,
+            "default": default,
+            "flows_unlabelled": unlabelled,
+            "labels": labels,
+            "classes": _sorted_counts(classes),
+            "label_source": _sorted_counts(label_source),
+            "overridden": {k: overridden[k] for k in pairs if k in overridden},
+            "unnamed_attack_class_from": {k: class_from[k] for k in order if k in class_from},
+        })
+        io.write_json(data_dir / LABELS_REPORT_FILE, report)
     log.info("%s: %d flows: %d benign, %d attack, %d unknown (%d labelled by no source)",
              data_dir, n, *report["labels"].values(), report["flows_unlabelled"])
     return report
