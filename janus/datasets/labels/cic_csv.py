@@ -273,10 +273,11 @@ def _blocks(path: Path, block_bytes: int) -> Iterator[tuple[bytes, int, bytes]]:
 
 
 def iter_label_csv(path: str | Path, summary: CsvSummary,
-                   block_bytes: int = BLOCK_BYTES) -> Iterator[pl.DataFrame]:
+                   block_bytes: int | None = None) -> Iterator[pl.DataFrame]:
     """Read one CIC label CSV block by block: frames of its non-blank rows with the columns
     of :attr:`LabelCsv.table`; ``summary`` holds the whole file's counts once the iterator
-    is exhausted (when it also raises if no timestamp of the file could be parsed)."""
+    is exhausted (when it also raises if no timestamp of the file could be parsed).
+    ``block_bytes``: bytes parsed at a time (default :data:`BLOCK_BYTES`)."""
     path = Path(path)
     if not path.is_file():
         raise JanusError(f"{path}: label CSV not found")
@@ -287,7 +288,7 @@ def iter_label_csv(path: str | Path, summary: CsvSummary,
     first_row: tuple[int, str] | None = None  # line and timestamp of the first non-blank row
     parsed_any = False
     try:
-        blocks = _blocks(path, block_bytes)
+        blocks = _blocks(path, block_bytes or BLOCK_BYTES)
         for header, line, block in blocks:
             try:
                 raw = pl.read_csv(
@@ -334,7 +335,7 @@ def iter_label_csv(path: str | Path, summary: CsvSummary,
         )
 
 
-def read_label_csv(path: str | Path, block_bytes: int = BLOCK_BYTES) -> LabelCsv:
+def read_label_csv(path: str | Path, block_bytes: int | None = None) -> LabelCsv:
     """Read one CIC label CSV into a :class:`LabelCsv` (strings parsed, blanks counted;
     the whole file in memory: the labels step streams :func:`iter_label_csv` instead)."""
     summary = CsvSummary()
