@@ -12,14 +12,21 @@ a third of them come from the "attacker" address 10.0.0.66. Then each step runs 
 child process (single-threaded: ``OMP_NUM_THREADS=1``, ``--threads 1``):
 
 * ``labels`` -- ``janus labels --attacker 10.0.0.66=dos --default benign`` (the IP-rule
-  labeller: it reads the flow table; the CIC CSV join is not measured here);
-* ``splits`` -- ``janus splits`` with the paper's sizes (10 k / 2 k / 5 k / 5 k);
+  labeller: it reads the flow table);
+* ``labels_csv`` -- ``janus labels --csv`` of a CIC-style label CSV of ``--csv-rows`` rows
+  (one row per ``N // csv_rows``-th flow, its 5-tuple, start time and class), so the CSV is
+  the same size at every ``N`` and only the flow count grows;
+* ``splits`` -- ``janus splits`` with the paper's sizes (10 k / 1 k / 1 k / 5 k / 5 k);
+* ``splits_time`` -- the same with ``--order time`` (reads flows.parquet's start times too);
 * ``train`` -- ``janus train``, a small model for a fixed number of steps (1 epoch over the
   10 k training flows);
 * ``score`` -- ``janus score`` of val + test (12 k flows);
 * ``baseline`` -- ``janus baseline run --detector iforest`` (fit on train, score val + test);
 * ``features`` -- ``janus features`` (recomputes every flow's features: memory is one chunk,
   time is linear in ``N``).
+
+When every step asked for reads only tables (labels, labels_csv, splits, splits_time), the
+packet store and the feature table are not written (``--tables-only`` forces it).
 
 Extraction is measured on synthetic captures of ``--extract-flows`` flows each (the
 generator of ``benchmarks/bench_extract.py``), once per store layout.
@@ -74,8 +81,11 @@ def measure(*cmd: str) -> dict:
 
 
 # --------------------------------------------------------------------------- datasets
-def make_dataset(folder: Path, n: int, T: int, store: str, seed: int = 0, chunk: int = 200_000) -> None:
-    """A dataset folder of ``n`` flows in the contract's layout, written chunk by chunk."""
+def make_dataset(folder: Path, n: int, T: int, store: str, seed: int = 0, chunk: int = 200_000,
+                 tables_only: bool = False, csv_rows: int = 0) -> None:
+    """A dataset folder of ``n`` flows in the contract's layout, written chunk by chunk
+    (``tables_only``: flows.parquet alone); with ``csv_rows`` also ``labels.csv``, a CIC
+    label CSV of every ``n // csv_rows``-th flow."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -119,20 +129,29 @@ def make_dataset(folder: Path, n: int, T: int, store: str, seed: int = 0, chunk:
         p *= (np.arange(T)[None, :] < lengths[:, None])[..., None]
         return p, lengths
 
-    writer = ShardWriter(folder / PACKETS_STORE_DIR, T) if store == "sharded" else None
+    writer = ShardWriter(folder / PACKETS_STORE_DIR, T) if store == "sharded" and not tables_only \
+        else None
     all_lengths = []
+    every = max(1, n // csv_rows) if csv_rows else 0
+    csv = open(folder / "labels.csv", "w") if csv_rows else None
+    if csv is not None:
+        csv.write("Flow ID,Source IP,Source Port,Destination IP,Destination Port,Protocol,"
+                  "Timestamp,Label\n")
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        p, lengths = chunk_packets(lo, hi)
-        if writer is not None:
-            writer.append(p, lengths)
-        else:
-            all_lengths.append(lengths)
-        ft = features_table(compute_flow_features(p, lengths), first_id=lo)
-        if ftw is None:
-            ftw = pq.ParquetWriter(folder / FEATURES_FILE, ft.schema, use_dictionary=False)
-        ftw.write_table(ft)
         k = hi - lo
+        if tables_only:
+            lengths = np.random.default_rng([seed, lo]).geometric(0.25, k).clip(max=T)
+        else:
+            p, lengths = chunk_packets(lo, hi)
+            if writer is not None:
+                writer.append(p, lengths)
+            else:
+                all_lengths.append(lengths)
+            ft = features_table(compute_flow_features(p, lengths), first_id=lo)
+            if ftw is None:
+                ftw = pq.ParquetWriter(folder / FEATURES_FILE, ft.schema, use_dictionary=False)
+            ftw.write_table(ft)
         # Host 0 is the attacker (a third of the flows), hosts 1..249 are benign.
         host = np.where(rng.random(k) < 1 / 3, 0, rng.integers(1, 250, k))
         start = 1.6e9 + np.arange(lo, hi) * 1e-3
@@ -147,11 +166,25 @@ def make_dataset(folder: Path, n: int, T: int, store: str, seed: int = 0, chunk:
             "source_file": pa.array(["synthetic.pcap"]).take(pa.array(np.zeros(k, np.int64))),
         }
         fw.write_table(pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema))
+        if csv is not None:
+            ids = np.arange(-(-lo // every) * every, hi, every)
+            j = ids - lo
+            stamps = np.datetime_as_string((start[j] * 1e6).astype("datetime64[us]"), unit="us")
+            src = hosts.take(pa.array(host[j])).to_pylist()
+            for i, a, sp, dp, ts, h in zip(ids, src, cols["src_port"][j], cols["dst_port"][j],
+                                           stamps, host[j]):
+                csv.write(f"{i},{a},{sp},10.0.2.1,{dp},6,{ts.replace('T', ' ')},"
+                          f"{'DoS Hulk' if h == 0 else 'BENIGN'}\n")
     fw.close()
-    ftw.close()
-    if writer is not None:
+    if csv is not None:
+        csv.close()
+    if tables_only:
+        pass  # no packets, no features
+    elif writer is not None:
+        ftw.close()
         writer.close()
     else:
+        ftw.close()
         lengths = np.concatenate(all_lengths)
 
         def blocks():
@@ -161,6 +194,9 @@ def make_dataset(folder: Path, n: int, T: int, store: str, seed: int = 0, chunk:
         write_npz(folder / PACKETS_FILE, packets=ArrayStream((n, T, N_CHANNELS), np.dtype(np.float32), blocks),
                   lengths=lengths)
     write_json(folder / STATS_FILE, {"totals": {"flows": n}, "synthetic": True})
+
+
+TABLE_STEPS = {"labels", "labels_csv", "splits", "splits_time"}
 
 
 def disk_mb(folder: Path) -> float:
@@ -173,7 +209,11 @@ def step_commands(d: Path, T: int) -> dict[str, list[str]]:
     return {
         "labels": [py, "-m", "janus.labels", "--data", str(d), "--attacker", "10.0.0.66=dos",
                    "--default", "benign"],
+        "labels_csv": [py, "-m", "janus.labels", "--data", str(d), "--csv", str(d / "labels.csv"),
+                       "--time-offset", "none", "--default", "benign"],
         "splits": [py, "-m", "janus.splits", "--data", str(d), "--seed", "0", "--out", s],
+        "splits_time": [py, "-m", "janus.splits", "--data", str(d), "--seed", "0", "--out",
+                        str(d / "splits_time.npz"), "--order", "time"],
         "train": [py, "-m", "janus.train", "--data", str(d), "--splits", s, "--out", str(d / "run"),
                   "--max-packets", str(T), "--d-model", "32", "--n-layers", "1", "--n-heads", "2",
                   "--epochs", "1", "--batch-size", "256", "--device", "cpu", "--threads", "1"],
@@ -221,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="flows of the synthetic captures extraction is timed on (default %(default)s)")
     ap.add_argument("--steps", nargs="+", default=list(step_commands(Path("."), 1)),
                     help="steps to time (default: all)")
+    ap.add_argument("--tables-only", action="store_true",
+                    help="write flows.parquet only (no packet store, no features); implied when "
+                    "every step asked for is labels, labels_csv, splits or splits_time")
+    ap.add_argument("--csv-rows", type=int, default=50_000,
+                    help="rows of the label CSV of the labels_csv step (default %(default)s)")
     ap.add_argument("--tmp", type=Path, default=None, help="scratch folder (default: a new one in /tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the generated datasets")
     args = ap.parse_args(argv)
@@ -231,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.sizes:
             d = tmp / f"n{n}"
             t0 = time.perf_counter()
-            make_dataset(d, n, T, args.store)
+            tables_only = args.tables_only or set(args.steps) <= TABLE_STEPS
+            make_dataset(d, n, T, args.store, tables_only=tables_only,
+                         csv_rows=args.csv_rows if "labels_csv" in args.steps else 0)
             print(f"# N = {n}: dataset written in {time.perf_counter() - t0:.1f} s, "
                   f"{disk_mb(d):.0f} MiB on disk ({args.store})", flush=True)
             cmds = step_commands(d, T)
