@@ -185,15 +185,17 @@ def iter_parquet_tables(path: str | os.PathLike, columns: list[str],
                         batch_rows: int = BATCH_ROWS) -> Iterator[Any]:
     """Yield pyarrow Tables of exactly ``batch_rows`` rows (the last may be shorter) of
     ``columns``, read batch by batch whatever the file's row-group size, so two row-aligned
-    files read with one ``batch_rows`` give aligned batches. Memory: the pages of one row
-    group's ``columns`` plus one batch."""
+    files read with one ``batch_rows`` give aligned batches. Memory: a read buffer and a
+    batch, whatever the file's size."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pending: list[Any] = []
     held = 0
-    with pq.ParquetFile(path) as pf:
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+    # pre_buffer (pyarrow's default) keeps the coalesced reads of past row groups: measured
+    # +100 MiB over a 5 M-flow table; a buffered stream keeps one page at a time.
+    with pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20) as pf:
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
             pending.append(batch)
             held += batch.num_rows
             while held >= batch_rows:
