@@ -162,11 +162,13 @@ def test_bottom_k_is_the_smallest_keys_in_key_order() -> None:
     for lo in range(0, 1000, 37):
         bk.add(ids[lo:lo + 37], keys[lo:lo + 37])
     np.testing.assert_array_equal(bk.ordered(), np.argsort(keys)[:25])
-    s, _ = splits.make_splits(np.zeros(1000, np.int8), 11, n_train=10, n_val=5, n_test_benign=0,
-                              n_test_attack=0)
-    order = np.argsort(keys)
-    np.testing.assert_array_equal(s["val"], np.sort(order[:5]))  # val first, then train
-    np.testing.assert_array_equal(s["train"], np.sort(order[5:15]))
+    s, _ = splits.make_splits(np.zeros(1000, np.int8), 11, n_train=10, n_val=5, n_cal=3,
+                              n_test_benign=4, n_test_attack=0, balance=False)
+    order = np.argsort(keys)  # val first, then cal, test, train
+    np.testing.assert_array_equal(s["val"], np.sort(order[:5]))
+    np.testing.assert_array_equal(s["cal"], np.sort(order[5:8]))
+    np.testing.assert_array_equal(s["test"], np.sort(order[8:12]))
+    np.testing.assert_array_equal(s["train"], np.sort(order[12:22]))
 
 
 def test_every_benign_flow_is_equally_likely_over_seeds() -> None:
