@@ -97,7 +97,7 @@ class CsvSummary:
 
 
 #: Bytes of a label CSV parsed at a time by :func:`iter_label_csv`.
-BLOCK_BYTES = 1 << 24
+BLOCK_BYTES = 1 << 22
 #: Bytes read per step of :func:`check_text`.
 _SCAN_CHUNK = 1 << 24
 #: Longest header line read, bytes.

@@ -190,10 +190,10 @@ class CsvRowsBuilder:
         if candidates.size > OFFSET_MAX_ROWS:
             candidates = candidates[::candidates.size // OFFSET_MAX_ROWS + 1]
         order = np.argsort(key, kind="stable")
-        rank = np.empty_like(order)
-        rank[order] = np.arange(order.size)
-        sample = np.sort(rank[candidates])
-        del rank, candidates
+        sampled = np.zeros(key.shape[0], bool)
+        sampled[candidates] = True
+        sample = np.flatnonzero(sampled[order])  # their positions once sorted by key
+        del sampled, candidates
         key, time = key[order], time[order]
         code, file, twelve = (cat(n, d)[order] for n, d in
                               (("code", np.int16), ("file", np.uint16), ("twelve", bool)))
@@ -383,10 +383,10 @@ class Matcher:
                                    self.tol)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """``flow_id`` int64 ``(R,)`` (-1: unmatched) and ``how`` int8 ``(R,)`` (index into
+        """``flow_id`` int32/int64 ``(R,)`` (-1: unmatched) and ``how`` int8 ``(R,)`` (index into
         :data:`HOW`, -1: unmatched) of every row: start, then span, then the 12 h shifts."""
         n = self.rows.key.shape[0]
-        fid = np.full(n, -1, np.int64)
+        fid = np.full(n, -1, self.best.near_id.dtype)
         how = np.full(n, -1, np.int8)
         for k, ids in enumerate((self.best.near_id, self.best.back_id)):
             new = (fid < 0) & (ids >= 0)
