@@ -133,7 +133,7 @@ def make_dataset(folder: Path, n: int, T: int, store: str, seed: int = 0, chunk:
         else None
     all_lengths = []
     every = max(1, n // csv_rows) if csv_rows else 0
-    csv = open(folder / "labels.csv", "w") if csv_rows else None
+    csv = open(folder / "labels.csv", "w") if csv_rows else None  # noqa: SIM115 (closed below)
     if csv is not None:
         csv.write("Flow ID,Source IP,Source Port,Destination IP,Destination Port,Protocol,"
                   "Timestamp,Label\n")

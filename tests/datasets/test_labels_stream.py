@@ -10,13 +10,13 @@ import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import labels_reference
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import labels_reference
 from janus import contract
 from janus.datasets.labels import cic_csv, join
 from janus.datasets.labels.step import label_dataset

@@ -68,6 +68,7 @@ class IpIds:
     def __init__(self) -> None:
         self.raw: dict[str, int | None] = {}
         self.canon: dict[str, int] = {}
+        self._known: dict[str, int] | None = None  # raw texts that are addresses -> id
 
     def _canon(self, text: str, grow: bool) -> int | None:
         try:
@@ -82,16 +83,21 @@ class IpIds:
 
     def add(self, column: pl.Series) -> pl.Series:
         """Int64 ids of a CSV column's texts (null: not an address), learning new ones."""
-        for text in column.drop_nulls().unique().to_list():
-            if text not in self.raw:
-                self.raw[text] = self._canon(text, True)
-        return self._replace(column, self.raw)
+        new = {t: self._canon(t, True) for t in column.drop_nulls().unique().to_list()
+               if t not in self.raw}
+        if new:
+            self.raw.update(new)
+            self._known = None
+        return self._replace(column, {t: self.raw[t] for t in column.drop_nulls().unique()
+                                      .to_list()})
 
     def lookup(self, column: pl.Series) -> pl.Series:
         """Int64 ids of a flow column's texts; null where no CSV row has the address."""
+        if self._known is None:
+            self._known = {k: v for k, v in self.raw.items() if v is not None}
         extra = {t: self._canon(t, False) for t in column.drop_nulls().unique().to_list()
                  if t not in self.raw}
-        return self._replace(column, {**self.raw, **extra} if extra else self.raw)
+        return self._replace(column, {**self._known, **extra} if extra else self._known)
 
     @staticmethod
     def _replace(column: pl.Series, mapping: dict[str, int | None]) -> pl.Series:

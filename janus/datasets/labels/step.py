@@ -19,6 +19,11 @@ only where none does. Disagreements are counted in the report.
 A flow no source labels gets ``default``: ``unknown`` -> label -1, class ``unknown``,
 label_source ``none``; ``benign`` -> label 0, class ``benign``, label_source ``default``.
 No flow is ever dropped: labels.parquet is row-aligned with flows.parquet.
+
+Memory: flows.parquet is read :data:`CHUNK_FLOWS` flows at a time (twice for the CSV join,
+once more to label and write), labels.parquet is written chunk by chunk and the CSVs block
+by block, so only the CSV rows' compact index (:class:`join.CsvRows`) grows with the data,
+and it grows with the CSV rows, not the flows.
 """
 
 from __future__ import annotations
