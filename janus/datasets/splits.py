@@ -59,7 +59,7 @@ _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 #: A histogram pass of the time cut has this many bins...
 _CUT_BINS = 4096
 #: ...and the values of one bin are gathered and sorted once they are this few.
-_CUT_GATHER = 1 << 20
+_CUT_GATHER = 1 << 18
 
 # (first flow_id, labels (n,) int8, start times (n,) float64 or None) of consecutive flows.
 Batches = Callable[[], Iterator[tuple[int, np.ndarray, np.ndarray | None]]]
