@@ -471,6 +471,123 @@ def test_module_import_parses_without_the_janus_package(tmp_path):
     assert f"JANUS_SRC={REPO}" in out.stdout
 
 
+def _git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    out = subprocess.run(["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false",
+                          *args], cwd=cwd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"git {' '.join(args)}: {out.stderr}"
+    return out.stdout
+
+
+def _release_repo(dest: Path, tag: str) -> Path:
+    """A git repository holding this checkout's files (tracked and untracked-not-ignored, as
+    they are on disk now) in its first commit, tagged ``tag``; then a later commit that
+    changes what a module at the tag must not see (the schema's sigma_cross default 0.6 ->
+    0.1, a marker in the train rule's command, no __version__ in janus/__init__.py); then the
+    working tree deleted, so everything has to come out of the git objects."""
+    listed = _git(REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    dest.mkdir()
+    for rel in filter(None, listed.split("\0")):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    _git(dest, "init", "-q")
+    _git(dest, "add", "-A")
+    _git(dest, "commit", "-q", "-m", "release")
+    _git(dest, "tag", tag)
+    schema = dest / "workflow" / "schemas" / "config.schema.yaml"
+    text = schema.read_text()
+    cross = text.index("      sigma_cross:")
+    at = text.index("default: 0.6", cross)
+    schema.write_text(text[:at] + "default: 0.1" + text[at + len("default: 0.6"):])
+    model = dest / "workflow" / "rules" / "model.smk"
+    model.write_text(model.read_text().replace(
+        '"python -m janus.train --data', '"python -m janus.train --after-the-tag --data', 1))
+    init = dest / "janus" / "__init__.py"
+    init.write_text(re.sub(r"(?m)^__version__\s*=.*$", "", init.read_text()))
+    _git(dest, "commit", "-q", "-am", "after the release")
+    for name in ("workflow", "janus", "config"):
+        shutil.rmtree(dest / name)
+    return dest
+
+
+@pytest.mark.slow
+def test_module_from_a_local_git_repository_at_a_tag(tmp_path):
+    """README's module form, `module janus: snakefile: github("OWNER/janus",
+    path="workflow/Snakefile", tag=...)`, without the network: the same workflow pulled with
+    Snakemake's `gitfile(REPO, path=..., tag=...)` from a local git repository, whose later
+    commit and (deleted) working tree differ from the tag. The schema, janus/__init__.py's
+    version, the rules and the post-deploy script all come from the tag's git objects; the
+    post-deploy script installs that tag."""
+    import janus
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs git and a git checkout of janus")
+    tag = f"v{janus.__version__}"
+    repo = _release_repo(tmp_path / "janus_repo", tag)
+    proj = tmp_path / "project"
+    proj.mkdir()
+    (proj / "Snakefile").write_text(
+        "import os\n\n"
+        "configfile: 'config.yaml'\n\n"
+        "module janus:\n"
+        f"    snakefile: gitfile({str(repo)!r}, path='workflow/Snakefile', tag={tag!r})\n"
+        "    config: config\n\n"
+        "use rule * from janus as janus_*\n\n"
+        "print('JANUS_SRC=' + os.environ['JANUS_SRC'])\n"
+        "print('JANUS_PARAM=' + str(rules.janus_synth.params.janus))\n")
+    (proj / "config.yaml").write_text(
+        "datasets:\n  office: {source: {synth: {site: office}}}\n"
+        "  iot: {source: {synth: {site: iot}}}\n"
+        "seeds: [5]\ndetectors: [janus, iforest]\n")
+    env = _no_janus_env(tmp_path)
+    # Another janus release installed in the project's environment: the version the rules
+    # carry must be the tag's own, not this one.
+    meta = tmp_path / "other_janus" / "janus_nids-0.0.1.dist-info"
+    meta.mkdir(parents=True)
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: janus-nids\nVersion: 0.0.1\n")
+    env["PYTHONPATH"] += os.pathsep + str(meta.parent)
+    out = subprocess.run([SNAKEMAKE, "-n", "-p", "--cores", "2", "results/cross_matrix.md"],
+                         cwd=proj, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    # The tag's schema default sigma_cross 0.6: two models per dataset (the later commit's
+    # 0.1 would give one).
+    assert _job_counts(out.stdout) == {
+        "janus_synth": 2, "janus_extract": 2, "janus_labels": 2, "janus_splits": 2,
+        "janus_train": 4, "janus_score": 2, "janus_baseline": 2, "janus_evaluate": 2,
+        "janus_report": 1, "total": 19}
+    assert "python -m janus.train --data data/office --splits data/office/splits/seed5.npz" \
+        in out.stdout
+    assert "--after-the-tag" not in out.stdout
+    assert f"JANUS_PARAM={janus.__version__}\n" in out.stdout
+    src = f"git+file://{repo}@{tag}"
+    assert f"JANUS_SRC={src}\n" in out.stdout
+
+    # What the conda environment's creation runs: the tag's post-deploy script (Snakemake
+    # reads it from the git objects too) with that JANUS_SRC. A `python` shim installs into a
+    # folder of its own, offline, instead of the environment.
+    script = tmp_path / "janus.post-deploy.sh"
+    script.write_text(_git(repo, "show", f"{tag}:workflow/envs/janus.post-deploy.sh"))
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    target = tmp_path / "installed"
+    (shim / "python").write_text(
+        f'#!/bin/sh\nexec {sys.executable} "$@" --no-index --no-build-isolation '
+        f'--target {target} --quiet\n')
+    (shim / "python").chmod(0o755)
+    deploy = subprocess.run(
+        ["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "JANUS_SRC": src,
+             "PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"})
+    assert deploy.returncode == 0, deploy.stdout[-2000:] + deploy.stderr[-3000:]
+    installed = (target / "janus" / "__init__.py").read_text()
+    assert f'__version__ = "{janus.__version__}"' in installed
+    assert (target / "janus" / "model" / "train.py").read_bytes() == \
+        (REPO / "janus" / "model" / "train.py").read_bytes()
+
+
 def _byo_commands() -> list[str]:
     """The shell lines of README's bring-your-own block (between its markers)."""
     text = (REPO / "README.md").read_text()
