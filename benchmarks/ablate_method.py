@@ -16,8 +16,10 @@ workflow runs, with the default config's sizes (``config/config.yaml``), ``--thr
 and at most ``--jobs`` processes at once.
 
 A variant is a dict of command-line flags per step (``train``, ``score``) and aggregator
-options; it changes ONE thing against ``baseline`` (the behaviour before the method
-changes). Its flags are checked against ``janus train --help`` / ``janus score --help``
+options; it changes ONE thing against ``baseline`` (the method before issue 10's changes,
+sizes and optimisation included: see ``BASELINE_TRAIN``). Its one pin that ``janus train``
+has no flag for, Sinkhorn's regularisation relative to the mean cost, runs ``janus train``
+through this script's internal ``train-mean-reg`` mode (:func:`train_mean_reg`). Its flags are checked against ``janus train --help`` / ``janus score --help``
 first: a variant whose flag does not exist is skipped with the reason printed. Variants that
 share training flags share the trained models, variants that share scoring flags share the
 score files, so an aggregator-only variant costs no training.
