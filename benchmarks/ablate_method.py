@@ -12,17 +12,19 @@ each target's benign validation flows and prints a markdown table: AUROC and TPR
 within and across sites (per seed the mean over the 4 diagonal / 12 off-diagonal pairs, then
 mean ± std over seeds) of JANUS-OAS under the variant's aggregator, the paper's OAS
 (``oas_paper``) and each single score. The pipeline steps are the ``janus`` commands the
-workflow runs, with the default config's sizes (``config/config.yaml``), ``--threads 1``,
-and at most ``--jobs`` processes at once.
+workflow runs, with the default config's model sizes and optimisation keys
+(``config/config.yaml``; a variant's flags override them), ``--threads 1``, and at most
+``--jobs`` processes at once.
 
 A variant is a dict of command-line flags per step (``train``, ``score``) and aggregator
 options; it changes ONE thing against ``baseline`` (the method before issue 10's changes,
 sizes and optimisation included: see ``BASELINE_TRAIN``). Its one pin that ``janus train``
 has no flag for, Sinkhorn's regularisation relative to the mean cost, runs ``janus train``
-through this script's internal ``train-mean-reg`` mode (:func:`train_mean_reg`). Its flags are checked against ``janus train --help`` / ``janus score --help``
-first: a variant whose flag does not exist is skipped with the reason printed. Variants that
-share training flags share the trained models, variants that share scoring flags share the
-score files, so an aggregator-only variant costs no training.
+through this script's internal ``train-mean-reg`` mode (:func:`train_mean_reg`). A variant's
+flags are checked against ``janus train --help`` / ``janus score --help`` first: a variant whose
+flag does not exist is skipped with the reason printed. Variants that share training flags
+share the trained models, variants that share scoring flags share the score files, so an
+aggregator-only variant costs no training.
 
 ``aggregators`` refits every aggregator option combination (sided x collinear x transform)
 on existing score files (``--work``'s ``scores/<detector-dir>``, or a workflow's
