@@ -252,7 +252,7 @@ def adapt_config(cfg: dict, code: Path) -> tuple[dict, list[str]]:
 def _uptime() -> str:
     """``uptime``'s line (the load averages); the machine is shared, so every run logs it."""
     try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
     except OSError:
         return Path("/proc/loadavg").read_text().strip()
 
@@ -410,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log_path, "w") as log:
-        rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            check=False).returncode
     wall = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     print("load after:", _uptime())
