@@ -24,11 +24,13 @@ by start time). With ``--labels`` the labels step runs on the result.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +39,13 @@ import numpy as np
 from janus.capture.batch import SkipCounter, ip_text_from_words
 from janus.capture.features import arrow_column, compact_flow_features, features_table
 from janus.capture.flows import FlowAssembler, FlowResult
+from janus.capture.sink import (
+    DEFAULT_BUFFER_FLOWS,
+    SPILL_PREFIX,
+    DatasetWriter,
+    OrderBroken,
+    SortedFlowSink,
+)
 from janus.cli import run_main
 from janus.contract import (
     DEFAULT_MAX_PACKETS,
@@ -44,7 +53,6 @@ from janus.contract import (
     FEATURES_FILE,
     FLOW_COLUMNS,
     FLOWS_FILE,
-    N_CHANNELS,
     PACKETS_FILE,
     PACKETS_STORE_DIR,
     STATS_FILE,
@@ -53,7 +61,6 @@ from janus.datasets.store import (
     DEFAULT_SHARD_ROWS,
     DEFAULT_STORE_MIN_FLOWS,
     STORES,
-    ShardWriter,
     choose_store,
 )
 from janus.errors import ConfigError, JanusError
@@ -62,9 +69,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 DEFAULT_CHUNK_MB = 32
-# Flows per padded block streamed into packets.npz: 1024 x 64 x 9 float32 = 2.25 MiB, one
-# buffer reused (cache-resident) for the whole tensor.
-_NPZ_BLOCK_FLOWS = 1024
 
 
 def _arrow_strings(lengths: np.ndarray, data: np.ndarray):
@@ -138,8 +142,24 @@ def _ip_strings(words: np.ndarray):
     return _arrow_strings(lengths, data)
 
 
-def flows_table(res: FlowResult, paths: Sequence[str]):
-    """A :class:`FlowResult` -> pyarrow Table with exactly :data:`janus.contract.FLOW_COLUMNS`."""
+def flow_schema():
+    """The pyarrow schema of ``flows.parquet``: :data:`janus.contract.FLOW_COLUMNS`."""
+    import pyarrow as pa
+
+    return pa.schema([(name, pa.type_for_alias(t)) for name, t in FLOW_COLUMNS.items()])
+
+
+def empty_tables():
+    """The zero-row ``flows.parquet`` and ``flow_features.parquet`` tables."""
+    from janus.capture.flows import assemble_flows
+
+    res = assemble_flows([])
+    return flows_table(res, []), features_table(compact_flow_features(res.rows, res.row_start, res.lengths))
+
+
+def flows_table(res: FlowResult, paths: Sequence[str], first_id: int = 0):
+    """A :class:`FlowResult` -> pyarrow Table with exactly :data:`janus.contract.FLOW_COLUMNS`;
+    ``flow_id`` counts from ``first_id``."""
     import pyarrow as pa
 
     n = len(res)
@@ -150,7 +170,7 @@ def flows_table(res: FlowResult, paths: Sequence[str]):
         "source_file": _choice_strings([str(p) for p in paths], res.file_index),
     }
     numbers = {
-        "flow_id": np.arange(n, dtype=np.int64),
+        "flow_id": np.arange(first_id, first_id + n, dtype=np.int64),
         "src_port": res.src_port,
         "dst_port": res.dst_port,
         "proto": res.proto,
@@ -159,7 +179,7 @@ def flows_table(res: FlowResult, paths: Sequence[str]):
         "n_packets": res.n_packets,
         "n_bytes": res.n_bytes,
     }
-    schema = pa.schema([(name, pa.type_for_alias(t)) for name, t in FLOW_COLUMNS.items()])
+    schema = flow_schema()
     assert set(strings) | set(numbers) == set(schema.names)
     arrays = {}
     for field in schema:
@@ -239,6 +259,7 @@ def extract(
     store: str = "auto",
     store_min_flows: int = DEFAULT_STORE_MIN_FLOWS,
     shard_rows: int = DEFAULT_SHARD_ROWS,
+    buffer_flows: int = DEFAULT_BUFFER_FLOWS,
 ) -> dict:
     """Extract ``paths`` (one continuous stream, in order) into ``out_dir``.
 
@@ -250,13 +271,15 @@ def extract(
     ``"auto"``: sharded from ``store_min_flows`` flows on. The other layout, left by an
     earlier run, is removed.
 
+    ``buffer_flows``: finished flows held (waiting for earlier-starting flows to finish)
+    before they are spilled as a sorted run into a temporary folder inside ``out_dir``
+    (:mod:`janus.capture.sink`); the output is the same whatever its value.
+
     Returns the summary written to ``extract_stats.json``. Raises :class:`JanusError` for a
     missing or unreadable capture (:class:`janus.errors.CaptureError` from the reader names
     the file and byte offset), an ``out_dir`` that is a file, and :class:`ConfigError` for bad
     parameters.
     """
-    from janus.capture.pcap import NON_PACKET_SKIP_KEYS, iter_capture
-
     paths = [str(p) for p in paths]
     if not paths:
         raise ConfigError("no capture files given")
@@ -266,6 +289,8 @@ def extract(
     choose_store(store, 0)  # checks the name before any work
     if shard_rows < 1:
         raise ConfigError(f"--shard-flows must be at least 1, got {shard_rows}")
+    if buffer_flows < 1:
+        raise ConfigError(f"--buffer-flows must be at least 1, got {buffer_flows}")
     if chunk_bytes < 1 << 16:
         raise ConfigError(f"chunk size must be at least 64 KiB, got {chunk_bytes} bytes")
     out_dir = Path(out_dir)
@@ -275,69 +300,59 @@ def extract(
                              " name a new or existing folder")
     t0 = time.perf_counter()
     # Checks the parameters.
-    asm = FlowAssembler(max_packets, idle_timeout, active_timeout, sources=paths)
+    FlowAssembler(max_packets, idle_timeout, active_timeout, sources=paths)
     load_runtime()
-
-    sizes = [Path(p).stat().st_size for p in paths]
-    skips = SkipCounter()
-    per_file: list[dict] = []
-    # Seconds per phase: startup (load_runtime, one-time per process), read (file reading +
-    # record walk + header decoding), flows (assembly), features, write.
-    phase = dict.fromkeys(("startup", "read", "flows", "features", "write"), 0.0)
-    tick = t0
-
-    def lap(name: str) -> None:
-        nonlocal tick
-        now = time.perf_counter()
-        phase[name] += now - tick
-        tick = now
-
-    lap("startup")
-
-    with _progress(sum(sizes)) as bar:
-        for index, (path, size) in enumerate(zip(paths, sizes)):
-            kept, shown = 0, 0
-            for batch in iter_capture(path, file_index=index, skips=skips, chunk_bytes=chunk_bytes,
-                                      strict=strict):
-                lap("read")
-                asm.add(batch)
-                kept += len(batch)
-                # The reader does not report offsets; advance by an estimate (record header +
-                # frame) capped at the file size, then snap to the exact size at file end.
-                step = min(size - shown, 16 * len(batch) + int(batch.wire_len.sum(dtype=np.int64)))
-                bar.update(step)
-                shown += step
-                lap("flows")
-            bar.update(size - shown)
-            per_file.append({"path": path, "bytes": size, "packets_kept": kept})
-            lap("read")
-        bar.set_postfix_str("assembling")
-        res = asm.finish()
-        lap("flows")
-
-    features = compact_flow_features(res.rows, res.row_start, res.lengths)
-    lap("features")
-    kind = choose_store(store, len(res), store_min_flows)
-    _write_outputs(out_dir, res, features, paths, kind, shard_rows)
-    lap("write")
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Spill folders of a run that was killed outright (SIGKILL, power loss).
+    for stale in out_dir.glob(SPILL_PREFIX + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    options = {"max_packets": max_packets, "idle_timeout": idle_timeout,
+               "active_timeout": active_timeout, "chunk_bytes": chunk_bytes, "strict": strict,
+               "store": store, "store_min_flows": store_min_flows, "shard_rows": shard_rows,
+               "buffer_flows": buffer_flows}
+    startup = time.perf_counter() - t0
+    early = True
+    try:
+        with _terminate_as_interrupt():
+            try:
+                asm, writer, sink, skips, per_file, phase = _extract_pass(paths, out_dir, early=True,
+                                                                          **options)
+            except OrderBroken:
+                # Rare: a confirmed backward step of the capture clock by more than the idle
+                # timeout (see "Timestamps" in janus.capture.flows) let a flow start below
+                # flows already written. The second pass holds every flow to the end.
+                log.warning("the capture clock stepped back after flows had been written; "
+                            "reading the captures again, writing the flows only at the end")
+                early = False
+                asm, writer, sink, skips, per_file, phase = _extract_pass(paths, out_dir, early=False,
+                                                                          **options)
+    except BaseException:
+        if created:  # leave no empty folder behind a failed first run
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+    phase = {"startup": startup, **phase}
     wall = time.perf_counter() - t0
 
+    from janus.capture.pcap import NON_PACKET_SKIP_KEYS
+
+    sizes = [f["bytes"] for f in per_file]
     skipped = {k: int(v) for k, v in sorted(skips.items())}
     # Bytes of a cut final record and unknown pcapng blocks are not packets.
     n_skipped = sum(v for k, v in skipped.items() if k not in NON_PACKET_SKIP_KEYS)
     n_kept = sum(f["packets_kept"] for f in per_file)
-    reasons = Counter(res.end_reason_text())
     summary = {
         "files": per_file,
         "skipped": skipped,
         "totals": {
             "packets_kept": n_kept,
             "packets_skipped": n_skipped,
-            "flows": len(res),
+            "flows": writer.n,
             "bytes_read": sum(sizes),
-            "packets_in_flows_truncated": int((res.n_packets > res.lengths).sum()),
+            "packets_in_flows_truncated": writer.truncated,
         },
-        "end_reasons": {r: int(reasons.get(r, 0)) for r in END_REASONS},
+        "end_reasons": {r: int(c) for r, c in zip(END_REASONS, writer.reasons)},
         "timestamps": _timestamp_summary(asm.timestamp_stats, paths),
         "parameters": {
             "max_packets": max_packets,
@@ -345,9 +360,13 @@ def extract(
             "active_timeout_s": active_timeout,
             "chunk_bytes": chunk_bytes,
             "strict": strict,
-            "store": kind,
-            "shard_flows": shard_rows if kind == "sharded" else None,
+            "store": writer.kind,
+            "shard_flows": shard_rows if writer.kind == "sharded" else None,
+            "buffer_flows": buffer_flows,
         },
+        # Flows that waited for an earlier-starting flow and were spilled to disk on the way.
+        "spill": {"flows": sink.n_spilled, "runs": sink.n_runs, "bytes": sink.spill_bytes,
+                  "early_writes": early},
         "wall_time_s": round(wall, 3),
         "phase_time_s": {k: round(v, 3) for k, v in phase.items()},
         "packets_per_s": _rate(n_kept + n_skipped, wall),
@@ -358,8 +377,8 @@ def extract(
 
     write_json(out_dir / STATS_FILE, summary)
     log.info("%d packets (%d skipped) -> %d flows in %.2f s -> %s", n_kept + n_skipped, n_skipped,
-             len(res), wall, out_dir)
-    if len(res) == 0:
+             writer.n, wall, out_dir)
+    if writer.n == 0:
         log.warning("no flows were extracted from %s; see %s for skipped packets", ", ".join(paths),
                     out_dir / STATS_FILE)
     if labels:
@@ -368,6 +387,97 @@ def extract(
 
         label_dataset(out_dir, csv=[str(c) for c in labels])
     return summary
+
+
+def _extract_pass(paths: list[str], out_dir: Path, *, early: bool, max_packets: int, idle_timeout: float,
+                  active_timeout: float | None, chunk_bytes: int, strict: bool, store: str,
+                  store_min_flows: int, shard_rows: int, buffer_flows: int):
+    """Read the captures once and write the triple (not the stats). ``early``: write flows as
+    soon as the assembler's bound allows (else all at the end, through the spill runs).
+
+    Returns ``(assembler, writer, sink, skips, per_file, phase seconds)``; raises
+    :class:`OrderBroken` (with ``early``) when the capture clock stepped back after flows
+    were written, having removed everything it wrote.
+    """
+    from janus.capture.pcap import iter_capture
+
+    asm = FlowAssembler(max_packets, idle_timeout, active_timeout, sources=paths)
+    writer = DatasetWriter(out_dir, paths, max_packets, store, store_min_flows, shard_rows)
+    sink = SortedFlowSink(writer.write, out_dir, buffer_flows)
+    sizes = [Path(p).stat().st_size for p in paths]
+    skips = SkipCounter()
+    per_file: list[dict] = []
+    # Seconds per phase: read (file reading + record walk + header decoding), flows
+    # (assembly), features, write (ordering, spilling, merging and writing the files).
+    phase = dict.fromkeys(("read", "flows", "features", "write"), 0.0)
+    tick = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        phase[name] += now - tick
+        tick = now
+
+    def hand_over(res: FlowResult, bound) -> None:
+        lap("flows")
+        before = writer.feature_seconds
+        sink.add(res, bound)
+        lap("write")
+        phase["write"] -= writer.feature_seconds - before
+        phase["features"] += writer.feature_seconds - before
+
+    try:
+        with _progress(sum(sizes)) as bar:
+            for index, (path, size) in enumerate(zip(paths, sizes)):
+                kept, shown = 0, 0
+                for batch in iter_capture(path, file_index=index, skips=skips, chunk_bytes=chunk_bytes,
+                                          strict=strict):
+                    lap("read")
+                    asm.add(batch)
+                    kept += len(batch)
+                    # The reader does not report offsets; advance by an estimate (record header
+                    # + frame) capped at the file size, then snap to the exact size at file end.
+                    step = min(size - shown, 16 * len(batch) + int(batch.wire_len.sum(dtype=np.int64)))
+                    bar.update(step)
+                    shown += step
+                    hand_over(asm.drain(), asm.emit_bound() if early else None)
+                bar.update(size - shown)
+                per_file.append({"path": path, "bytes": size, "packets_kept": kept})
+                lap("read")
+            bar.set_postfix_str("assembling")
+            res = asm.finish()
+            hand_over(res, None)
+            before = writer.feature_seconds
+            sink.finish()
+            kind = writer.commit()
+            lap("write")
+            phase["write"] -= writer.feature_seconds - before
+            phase["features"] += writer.feature_seconds - before
+    except BaseException:
+        sink.close()
+        writer.abort()
+        raise
+    log.debug("packet store: %s", kind)
+    return asm, writer, sink, skips, per_file, phase
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a cancelled Snakemake or SLURM job) raises KeyboardInterrupt inside the block,
+    so that the temporary files and spill runs are removed as on Ctrl-C (only in the main
+    thread, where Python can take signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _timestamp_summary(stats: dict, paths: Sequence[str]) -> dict:
@@ -379,57 +489,6 @@ def _timestamp_summary(stats: dict, paths: Sequence[str]) -> dict:
 
 def _rate(packets: int, seconds: float) -> float | None:
     return round(packets / seconds, 1) if seconds > 0 else None
-
-
-def _write_outputs(out_dir: Path, res: FlowResult, features: np.ndarray, paths: Sequence[str],
-                   kind: str = "npz", shard_rows: int = DEFAULT_SHARD_ROWS) -> None:
-    from janus.io import write_npz, write_parquet
-
-    # The stats file, written last, marks a complete triple: drop a previous run's first so
-    # that a run interrupted between two writes never looks complete.
-    (out_dir / STATS_FILE).unlink(missing_ok=True)
-    if kind == "sharded":
-        (out_dir / PACKETS_FILE).unlink(missing_ok=True)
-        _write_shards(out_dir / PACKETS_STORE_DIR, res, shard_rows)
-    else:
-        if (out_dir / PACKETS_STORE_DIR).is_dir():
-            shutil.rmtree(out_dir / PACKETS_STORE_DIR)
-        write_npz(out_dir / PACKETS_FILE, packets=_padded_stream(res), lengths=res.lengths)
-    # Dictionary encoding only where values repeat (text columns): for the number columns it
-    # took ~3/4 of the write time and the files come out smaller without it (measured on the
-    # benchmark's 2 GB capture: 0.21 s -> 0.09 s for both tables).
-    flows = flows_table(res, paths)
-    text = [f.name for f in flows.schema if str(f.type) == "string"]
-    write_parquet(out_dir / FLOWS_FILE, flows, use_dictionary=text)
-    write_parquet(out_dir / FEATURES_FILE, features_table(features), use_dictionary=False)
-
-
-def _write_shards(folder: Path, res: FlowResult, shard_rows: int) -> None:
-    """The padded tensor of ``res`` into the sharded store ``folder``, one shard at a time
-    (the writer's memory: the compact rows plus one float32 shard)."""
-    n = len(res)
-    buf = np.empty((min(max(n, 1), shard_rows), res.max_packets, N_CHANNELS), np.float32)
-    with ShardWriter(folder, res.max_packets, shard_rows) as writer:
-        for lo in range(0, n, shard_rows):
-            hi = min(n, lo + shard_rows)
-            writer.append(res.padded_block(lo, hi, out=buf), res.lengths[lo:hi])
-        writer.close()
-
-
-def _padded_stream(res: FlowResult):
-    """The ``(N, T, 9)`` padded tensor of ``res`` as an :class:`janus.io.ArrayStream`: blocks
-    of :data:`_NPZ_BLOCK_FLOWS` flows padded from the compact rows into one reused buffer."""
-    from janus.io import ArrayStream
-
-    n, T = len(res), res.max_packets
-    shape = (n, T, N_CHANNELS)
-
-    def blocks():
-        buf = np.empty((min(n, _NPZ_BLOCK_FLOWS), T, N_CHANNELS), np.float32)
-        for lo in range(0, n, _NPZ_BLOCK_FLOWS):
-            yield res.padded_block(lo, min(n, lo + _NPZ_BLOCK_FLOWS), out=buf)
-
-    return ArrayStream(shape, np.dtype(np.float32), blocks)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -470,6 +529,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default %(default)s)")
     parser.add_argument("--shard-flows", type=int, default=DEFAULT_SHARD_ROWS, metavar="N",
                         help="flows per shard of the sharded store (default %(default)s)")
+    parser.add_argument("--buffer-flows", type=int, default=DEFAULT_BUFFER_FLOWS, metavar="N",
+                        help="finished flows held in memory while an earlier-starting flow is still "
+                        "open, before they are spilled as a sorted run to a temporary folder in --out "
+                        "and merged at the end; bounds memory, never changes the output "
+                        "(default %(default)s: ~0.25 GB of typical flows, at most 1.2 GB at T = 64)")
     parser.add_argument("--labels", nargs="+", type=Path, default=None, metavar="CSV",
                         help="CIC flow CSVs to label the flows with (runs 'janus labels' afterwards); "
                         "put this option after the captures")
@@ -498,7 +562,7 @@ def run(args: argparse.Namespace) -> int:
         captures, args.out, max_packets=args.max_packets, idle_timeout=args.idle_timeout,
         active_timeout=args.active_timeout, chunk_bytes=int(args.chunk_mb * (1 << 20)), labels=args.labels,
         strict=args.strict, store=args.store, store_min_flows=args.store_min_flows,
-        shard_rows=args.shard_flows,
+        shard_rows=args.shard_flows, buffer_flows=args.buffer_flows,
     )
     return 0
 

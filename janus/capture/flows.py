@@ -148,6 +148,9 @@ class FlowResult:
     n_bytes: np.ndarray  # int64 (N,), whole flow, wire bytes
     end_reason: np.ndarray  # int8 (N,), index into contract.END_REASONS
     file_index: np.ndarray  # int32 (N,), capture file of the first packet
+    # int64 (N,), position of the first packet in the packet stream: the tie-break of the
+    # order, which the extract step's writer merges by (None where not kept).
+    seq: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -619,6 +622,32 @@ class FlowAssembler:
         self._n_rows = 0
         return res
 
+    def emit_bound(self) -> tuple[float, int]:
+        """``(start_time, seq)``: every flow not handed out yet that is still open, or still to
+        start, sorts after this key in the output order (``start_time``, then ``seq``); a
+        finished flow whose key is smaller can be written out now (the extract step's writer).
+
+        A flow still to start begins with a packet not yet consumed (stream position at least
+        the packets consumed so far) whose time passes the timestamp guard: at most
+        ``max_clock_jump`` before the clock, else it is clamped to the clock. So it reports a
+        start no earlier than ``(clock - max_clock_jump) - offset``, computed with the same
+        float operations as the kernel (rounding is monotone). The one exception is a
+        confirmed backward clock step (``steps_back``), after which flows report the
+        capture's earlier times: the writer detects a flow arriving below what it already
+        wrote and the extraction is redone without early writes.
+        """
+        if self._clock == -math.inf:
+            return (-math.inf, 0)
+        bound = ((self._clock - self.max_clock_jump) - self._offset, self._seq)
+        open_slots = np.flatnonzero(self._inuse & (self._st_i[:, _I_DONE] == 0))
+        if open_slots.size:
+            start = self._st_f[open_slots, _F_RAW_START]
+            seq = self._st_i[open_slots, _I_SEQ]
+            j = np.lexsort((seq, start))[0]
+            if (start[j], seq[j]) < bound:
+                bound = (float(start[j]), int(seq[j]))
+        return bound
+
     # ----------------------------------------------------------------- internals
     def _warn_timestamps(self) -> None:
         st = self.timestamp_stats
@@ -737,7 +766,7 @@ class FlowAssembler:
             lengths=cat["lengths"][order].astype(np.int32),
             **{k: cat[k][order] for k in ("src_ip", "dst_ip", "src_port", "dst_port", "proto",
                                           "start_time", "end_time", "n_packets", "n_bytes",
-                                          "end_reason", "file_index")},
+                                          "end_reason", "file_index", "seq")},
         )
 
 
