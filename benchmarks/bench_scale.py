@@ -70,9 +70,10 @@ _WRAP = (
 )
 
 
-def measure(*cmd: str) -> dict:
-    """Wall seconds and peak RSS (MiB) of ``cmd`` run as a fresh child process."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+def measure(*cmd: str, repo: Path = REPO) -> dict:
+    """Wall seconds and peak RSS (MiB) of ``cmd`` run as a fresh child process (``janus``
+    imported from ``repo``)."""
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", _WRAP, *cmd], env=env, capture_output=True, text=True,
                          check=False)
     if out.returncode:
@@ -227,7 +228,11 @@ def step_commands(d: Path, T: int) -> dict[str, list[str]]:
     }
 
 
-def bench_extract(tmp: Path, flows: list[int], T: int) -> list[dict]:
+def bench_extract(tmp: Path, flows: list[int], T: int, stores: list[str], against: Path | None = None,
+                  buffer_flows: int | None = None) -> list[dict]:
+    """Extraction of synthetic captures of ``flows`` flows, once per layout in ``stores``;
+    with ``against`` (another checkout), each capture is also extracted by that checkout's
+    code right after this one's, so the two are compared under the same machine load."""
     spec = importlib.util.spec_from_file_location("bench_extract", REPO / "benchmarks" / "bench_extract.py")
     be = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(be)
@@ -235,17 +240,21 @@ def bench_extract(tmp: Path, flows: list[int], T: int) -> list[dict]:
     for n in flows:
         cap = tmp / f"cap{n}.pcap"
         packets = be.write_capture(cap, n, span_s=max(60.0, n / 100.0), seed=1)
-        for store in ("npz", "sharded"):
-            out = tmp / f"x{n}{store}"
-            r = measure(sys.executable, "-m", "janus.extract", str(cap), "--out", str(out),
-                        "--max-packets", str(T), "--store", store)
-            stats = json.loads((out / "extract_stats.json").read_text())
-            rows.append({"flows_in": n, "store": store, "flows": stats["totals"]["flows"],
-                         "packets": packets, "capture_mb": cap.stat().st_size / 2**20,
-                         "pps": stats["packets_per_s_after_startup"], **r})
-            print(f"  extract {n} flows ({store}): {r['wall_s']:.1f} s, {r['rss_mb']:.0f} MiB, "
-                  f"{rows[-1]['pps']} packets/s", flush=True)
-            shutil.rmtree(out)
+        for store in stores:
+            for code in [REPO] + ([against] if against else []):
+                out = tmp / f"x{n}{store}"
+                extra = ["--buffer-flows", str(buffer_flows)] if buffer_flows and code == REPO else []
+                r = measure(sys.executable, "-m", "janus.extract", str(cap), "--out", str(out),
+                            "--max-packets", str(T), "--store", store, *extra, repo=code)
+                stats = json.loads((out / "extract_stats.json").read_text())
+                rows.append({"flows_in": n, "store": store, "flows": stats["totals"]["flows"],
+                             "code": "this" if code == REPO else str(code),
+                             "spilled": stats.get("spill", {}).get("flows"),
+                             "packets": packets, "capture_mb": cap.stat().st_size / 2**20,
+                             "pps": stats["packets_per_s_after_startup"], **r})
+                print(f"  extract {n} flows ({store}, {rows[-1]['code']}): {r['wall_s']:.1f} s, "
+                      f"{r['rss_mb']:.0f} MiB, {rows[-1]['pps']} packets/s", flush=True)
+                shutil.rmtree(out)
         cap.unlink()
     return rows
 
@@ -259,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="packet tensor layout of the generated datasets (default %(default)s)")
     ap.add_argument("--extract-flows", type=int, nargs="*", default=[25_000, 100_000, 400_000],
                     help="flows of the synthetic captures extraction is timed on (default %(default)s)")
+    ap.add_argument("--extract-stores", nargs="+", choices=("npz", "sharded", "auto"),
+                    default=["npz", "sharded"], help="layouts extraction is timed with (default %(default)s)")
+    ap.add_argument("--extract-against", type=Path, default=None, metavar="CHECKOUT",
+                    help="also extract each capture with the janus of another checkout (e.g. main), "
+                    "right after this one's, for a before/after comparison under the same load")
+    ap.add_argument("--buffer-flows", type=int, default=None, metavar="N",
+                    help="--buffer-flows of this checkout's extraction (default: its default)")
     ap.add_argument("--steps", nargs="+", default=list(step_commands(Path("."), 1)),
                     help="steps to time (default: all)")
     ap.add_argument("--tables-only", action="store_true",
@@ -288,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {step:9s} {r['wall_s']:7.2f} s  {r['rss_mb']:7.0f} MiB", flush=True)
             if not args.keep:
                 shutil.rmtree(d)
-        ext = bench_extract(tmp, args.extract_flows, T) if args.extract_flows else []
+        ext = (bench_extract(tmp, args.extract_flows, T, args.extract_stores, args.extract_against,
+                             args.buffer_flows) if args.extract_flows else [])
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -303,11 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{by_n[n]['wall_s']:.1f} s / {by_n[n]['rss_mb']:.0f} MiB" for n in sizes]
         print(f"| {step} | " + " | ".join(cells) + f" | {by_n[sizes[-1]]['rss_mb'] / by_n[sizes[0]]['rss_mb']:.2f} |")
     if ext:
-        print("\n| extract: flows | store | packets | capture MiB | wall s | packets/s (after startup) | peak RSS MiB |")
-        print("|---|---|---|---|---|---|---|")
+        print("\n| extract: flows | store | code | packets | capture MiB | wall s | packets/s (after startup) "
+              "| peak RSS MiB | flows spilled |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in ext:
-            print(f"| {r['flows']:,} | {r['store']} | {r['packets']:,} | {r['capture_mb']:.0f} | "
-                  f"{r['wall_s']:.1f} | {r['pps']:,.0f} | {r['rss_mb']:.0f} |")
+            spilled = "" if r["spilled"] is None else f"{r['spilled']:,}"
+            print(f"| {r['flows']:,} | {r['store']} | {r['code']} | {r['packets']:,} | {r['capture_mb']:.0f} | "
+                  f"{r['wall_s']:.1f} | {r['pps']:,.0f} | {r['rss_mb']:.0f} | {spilled} |")
     return 0
 
 
