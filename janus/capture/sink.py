@@ -79,10 +79,13 @@ def _keys_below(start: np.ndarray, seq: np.ndarray, bound: tuple[float, int]) ->
     return (start < s) | ((start == s) & (seq < q))
 
 
-def _keys_upto(start: np.ndarray, seq: np.ndarray, key: tuple[float, int]) -> np.ndarray:
-    """Mask of rows whose ``(start, seq)`` sorts at or before ``key``."""
+def _count_before(start: np.ndarray, seq: np.ndarray, key: tuple[float, int], inclusive: bool) -> int:
+    """How many rows of a key-sorted source sort before ``key`` (or at it, ``inclusive``):
+    two binary searches instead of a scan of the source."""
     s, q = key
-    return (start < s) | ((start == s) & (seq <= q))
+    lo = int(np.searchsorted(start, s, "left"))
+    hi = int(np.searchsorted(start, s, "right"))
+    return lo + int(np.searchsorted(seq[lo:hi], q, "right" if inclusive else "left"))
 
 
 def take(res: FlowResult, index: np.ndarray) -> FlowResult:
@@ -264,10 +267,10 @@ class SortedFlowSink:
             sources = [r.block for r in self._runs] + self._buffer
             counts = []
             for src in sources:
-                mask = _keys_below(src.start_time, src.seq, bound)
+                k = _count_before(src.start_time, src.seq, bound, inclusive=False)
                 if cap is not None:
-                    mask &= _keys_upto(src.start_time, src.seq, cap)
-                counts.append(int(mask.sum()))
+                    k = min(k, _count_before(src.start_time, src.seq, cap, inclusive=True))
+                counts.append(k)
             if not any(counts):
                 break
             pieces, rest = [], []

@@ -61,9 +61,11 @@ def _flows(rng: np.random.Generator, n: int, t_end: float) -> list[tuple[float, 
     # A keep-alive flow from 0 to the end, one packet every IDLE / 2.
     for j, ts in enumerate(np.arange(0.0, t_end + 2 * IDLE, IDLE / 2)):
         pk.append((base + float(ts), udp_frame("10.9.9.9", "10.9.9.10", 7000, 7001, payload=j % 50)))
-    # Five flows starting at the same microsecond (the tie goes by first-packet order).
+    # Five flows starting at the same microsecond (the tie goes by first-packet order); the
+    # first-born lives longest, so the five finish in reverse order, in different chunks.
     for j in range(5):
-        pk.append((base + 3.0, udp_frame("10.7.7.7", "10.7.7.8", 5000 + j, 53, payload=j)))
+        for k in range(2 * (5 - j)):
+            pk.append((base + 3.0 + 0.8 * IDLE * k, udp_frame("10.7.7.7", "10.7.7.8", 5000 + j, 53, payload=j)))
     pk.sort(key=lambda x: x[0])  # stable: equal times keep their order
     return pk
 
@@ -139,11 +141,30 @@ def test_same_triple_as_writing_at_the_end(capture, tmp_path, monkeypatch, buffe
         [FLOWS_FILE, FEATURES_FILE, STATS_FILE, PACKETS_FILE if store == "npz" else PACKETS_STORE_DIR])
 
 
+@pytest.mark.parametrize("buffer_flows", [37, 10**6])
+@pytest.mark.parametrize("active", [None, 1.0])
+def test_timestamps_out_of_order(tmp_path, buffer_flows, active):
+    """Packets dated up to 3 s before the clock (within max_clock_jump, so taken as they are):
+    a flow may start before flows that already finished (with an active timeout shorter than
+    that, a flow finishes while it is still young); the bound leaves room for it."""
+    rng = np.random.default_rng(11)
+    pk = [p for p in _flows(rng, 1200, 150.0) if b"\x0a\x09\x09\x09" not in p[1][26:30]]
+    late = rng.random(len(pk)) < 0.1
+    pk = [(round(t - 3.0 * rng.random(), 6) if lt else t, f) for (t, f), lt in zip(pk, late)]
+    cap = _write(tmp_path / "late.pcap", pk)
+    res = _reference([cap], tmp_path / "ref", active_timeout=active)
+    assert (np.diff(res.seq) < 0).sum() > 20  # the output order is not the first-packet order
+    summary = extract([cap], tmp_path / "out", max_packets=8, idle_timeout=IDLE, chunk_bytes=CHUNK,
+                      active_timeout=active, buffer_flows=buffer_flows)
+    assert summary["spill"]["early_writes"] is True
+    _assert_same(tmp_path / "out", tmp_path / "ref")
+
+
 def test_flows_are_written_before_the_end(capture, tmp_path, monkeypatch):
     """Without a flow that lives the whole capture the watermark rises and flows go out as
     they become final: with a buffer of 50 flows nothing spills."""
     rng = np.random.default_rng(3)
-    pk = [p for p in _flows(rng, 800, 200.0) if b"\x0a\x09\x09\x09" not in p[1][26:30]]
+    pk = [p for p in _flows(rng, 800, 200.0) if p[1][26:30] not in (b"\x0a\x09\x09\x09", b"\x0a\x07\x07\x07")]
     cap = _write(tmp_path / "short.pcap", pk)
     calls = []
     real = sink.DatasetWriter.write
