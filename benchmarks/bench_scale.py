@@ -74,8 +74,9 @@ def measure(*cmd: str, repo: Path = REPO) -> dict:
     """Wall seconds and peak RSS (MiB) of ``cmd`` run as a fresh child process (``janus``
     imported from ``repo``)."""
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    # cwd = repo: ``python -m`` puts the working folder first on sys.path, ahead of PYTHONPATH.
     out = subprocess.run([sys.executable, "-c", _WRAP, *cmd], env=env, capture_output=True, text=True,
-                         check=False)
+                         check=False, cwd=repo)
     if out.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -270,12 +271,16 @@ def write_header_captures(be, tmp: Path, n: int, piece: int = 1_000_000) -> tupl
     only (``incl_len`` 54, ``orig_len`` the whole frame, as ``tcpdump -s 54`` writes): the
     flows, sizes included, are the same workload while the files are ~10x smaller and the
     generator holds one piece at a time (a 5 M-flow capture with payloads is ~70 GB)."""
-    paths, packets = [], 0
+    paths, packets, end = [], 0, None
     for k, lo in enumerate(range(0, n, piece)):
         m = min(piece, n - lo)
         span = max(60.0, m / 100.0)
         p = be._flow_packets(np.random.default_rng(1 + k), m, span)
-        p["ts"] = p["ts"] + k * span
+        # Each piece starts after the last packet of the one before (its long flows reach
+        # ~1,300 s past its span): an overlap would step the capture clock back.
+        if end is not None:
+            p["ts"] = p["ts"] + (end + 1.0 - p["ts"][0])
+        end = float(p["ts"][-1])
         wire = be._ETH + be._IP + np.where(p["tcp"], be._TCP, be._UDP) + p["payload"]
         p["payload"] = np.zeros_like(p["payload"])
         path = tmp / f"cap{n}-{k:02d}.pcap"

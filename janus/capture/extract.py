@@ -5,9 +5,10 @@ stream in the order given (a flow may start in one split file and go on in the n
 assembles bidirectional flows (:mod:`janus.capture.flows`) and writes, each atomically:
 
 * ``packets.npz`` -- ``packets`` float32 ``(N, T, 9)`` and ``lengths`` int32 ``(N,)``
-  (streamed into the file in padded blocks from the compact kept rows: the whole padded
-  tensor is never held in memory); or, for large datasets (``--store``), the same tensor as
-  the sharded store ``packets/`` (:mod:`janus.datasets.store`), written shard by shard;
+  (streamed into the file in padded blocks from the compact kept rows, which are held to
+  the end: the whole padded tensor is never in memory); or, for large datasets
+  (``--store``), the same tensor as the sharded store ``packets/``
+  (:mod:`janus.datasets.store`), written shard by shard as the flows come;
 * ``flows.parquet`` -- :data:`janus.contract.FLOW_COLUMNS`, one row per flow;
 * ``flow_features.parquet`` -- ``flow_id`` + the 20 features (:mod:`janus.capture.features`);
 * ``extract_stats.json`` -- written last: packets read per file, packets skipped by reason
@@ -18,7 +19,13 @@ assembles bidirectional flows (:mod:`janus.capture.flows`) and writes, each atom
   writing), and packets/s with and without the startup phase.
 
 All three tables are indexed by ``flow_id = arange(N)`` in the same row order (flows sorted
-by start time). With ``--labels`` the labels step runs on the result.
+by start time, ties by first-packet order). Flows are written out while the captures are
+read, as soon as no earlier-starting flow can still come (:mod:`janus.capture.sink`: a
+watermark, a buffer of ``--buffer-flows`` flows spilled as sorted runs into a temporary
+folder in ``--out``, a k-way merge), so memory is bounded by the open flows and that buffer,
+not by the capture; the files are the same, byte for byte, as writing every flow at the end.
+``extract_stats.json``'s ``spill`` says how many flows were spilled. With ``--labels`` the labels step runs on
+the result.
 """
 
 from __future__ import annotations
