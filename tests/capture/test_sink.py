@@ -19,7 +19,7 @@ from janus.capture.features import compact_flow_features, features_table
 from janus.capture.flows import FlowAssembler
 from janus.capture.pcap import iter_capture
 from janus.capture.pcapwrite import ACK, FIN, PSH, RST, SYN, tcp_frame, udp_frame, write_pcap
-from janus.contract import FEATURES_FILE, FLOWS_FILE, PACKETS_FILE, PACKETS_STORE_DIR, STATS_FILE
+from janus.contract import END_REASONS, FEATURES_FILE, FLOWS_FILE, PACKETS_FILE, PACKETS_STORE_DIR, STATS_FILE
 from janus.datasets.store import open_packets, write_store
 from janus.errors import JanusError
 from janus.io import write_npz
@@ -157,6 +157,27 @@ def test_timestamps_out_of_order(tmp_path, buffer_flows, active):
     summary = extract([cap], tmp_path / "out", max_packets=8, idle_timeout=IDLE, chunk_bytes=CHUNK,
                       active_timeout=active, buffer_flows=buffer_flows)
     assert summary["spill"]["early_writes"] is True
+    _assert_same(tmp_path / "out", tmp_path / "ref")
+
+
+def test_bound_leaves_room_for_a_backdated_flow(tmp_path):
+    """Flow D (20.0 s) ends by the active timeout at 21.5 s while its key goes on; then, in a
+    later batch, a packet dated 19.5 s (2.9 s before the clock: within max_clock_jump, so
+    taken as it is) starts flow C, which sorts first. D may not be written before C is seen:
+    the assembler's bound stays max_clock_jump behind the clock."""
+    base = 1_600_000_000.0
+    key = ("10.3.3.3", "10.3.3.4", 4000, 4001)
+    pk = [(base + 20.0, udp_frame(*key)), (base + 21.5, udp_frame(*key))]
+    # ~3 batches of D's successor on the same key: D is drained and the bound taken between.
+    pk += [(base + 21.5 + 0.8 * j / 3000, udp_frame(*key, payload=j % 7)) for j in range(3000)]
+    pk += [(base + 19.5, udp_frame("10.5.5.5", "10.5.5.6", 6000, 53)),
+           (base + 22.4, udp_frame(*key))]
+    cap = _write(tmp_path / "backdated.pcap", pk)
+    res = _reference([cap], tmp_path / "ref", active_timeout=1.0)
+    assert res.start_time[0] == base + 19.5 and res.end_reason[1] == END_REASONS.index("active")
+    summary = extract([cap], tmp_path / "out", max_packets=8, idle_timeout=IDLE, active_timeout=1.0,
+                      chunk_bytes=CHUNK, buffer_flows=10)
+    assert summary["spill"]["early_writes"] is True  # no second pass was needed
     _assert_same(tmp_path / "out", tmp_path / "ref")
 
 
