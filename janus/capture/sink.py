@@ -106,8 +106,8 @@ def head(res: FlowResult, k: int) -> tuple[FlowResult, FlowResult]:
     def part(sl: slice) -> FlowResult:
         # An empty part keeps no reference to the rows (a spilled buffer is then freed).
         empty = len(range(*sl.indices(len(res)))) == 0
-        return FlowResult(rows=res.rows[:0] if empty else res.rows, row_start=res.row_start[sl], max_packets=res.max_packets,
-                          **{name: getattr(res, name)[sl] for name in _FIELDS})
+        return FlowResult(rows=res.rows[:0] if empty else res.rows, row_start=res.row_start[sl],
+                          max_packets=res.max_packets, **{name: getattr(res, name)[sl] for name in _FIELDS})
     return part(slice(0, k)), part(slice(k, None))
 
 

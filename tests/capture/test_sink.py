@@ -19,7 +19,14 @@ from janus.capture.features import compact_flow_features, features_table
 from janus.capture.flows import FlowAssembler
 from janus.capture.pcap import iter_capture
 from janus.capture.pcapwrite import ACK, FIN, PSH, RST, SYN, tcp_frame, udp_frame, write_pcap
-from janus.contract import END_REASONS, FEATURES_FILE, FLOWS_FILE, PACKETS_FILE, PACKETS_STORE_DIR, STATS_FILE
+from janus.contract import (
+    END_REASONS,
+    FEATURES_FILE,
+    FLOWS_FILE,
+    PACKETS_FILE,
+    PACKETS_STORE_DIR,
+    STATS_FILE,
+)
 from janus.datasets.store import open_packets, write_store
 from janus.errors import JanusError
 from janus.io import write_npz
