@@ -60,6 +60,7 @@ from janus.contract import (
     FEATURES_FILE,
     FLOW_COLUMNS,
     FLOWS_FILE,
+    N_CHANNELS,
     PACKETS_FILE,
     PACKETS_STORE_DIR,
     STATS_FILE,
@@ -158,9 +159,13 @@ def flow_schema():
 
 def empty_tables():
     """The zero-row ``flows.parquet`` and ``flow_features.parquet`` tables."""
-    from janus.capture.flows import assemble_flows
+    import dataclasses
 
-    res = assemble_flows([])
+    none = {f.name: np.zeros(0, np.int64) for f in dataclasses.fields(FlowResult)}
+    none.update(rows=np.zeros((0, N_CHANNELS), np.float32), max_packets=1, seq=None,
+                src_ip=np.zeros((0, 2), np.uint64), dst_ip=np.zeros((0, 2), np.uint64),
+                lengths=np.zeros(0, np.int32), end_reason=np.zeros(0, np.int8))
+    res = FlowResult(**none)
     return flows_table(res, []), features_table(compact_flow_features(res.rows, res.row_start, res.lengths))
 
 

@@ -391,7 +391,8 @@ class DatasetWriter:
     def _open_shards(self) -> None:
         self.kind = "sharded"
         self._shards = ShardWriter(self.out_dir / PACKETS_STORE_DIR, self.T, self.shard_rows)
-        self._buf = np.empty((self.shard_rows, self.T, N_CHANNELS), np.float32)
+        # Padded in small blocks: the shard writer copies them into its own shard buffer.
+        self._buf = np.empty((_NPZ_BLOCK_FLOWS, self.T, N_CHANNELS), np.float32)
 
     def _append_shards(self, rows: np.ndarray, row_start: np.ndarray, lengths: np.ndarray) -> None:
         from janus.capture.flows import _pad_rows

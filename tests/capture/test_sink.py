@@ -307,6 +307,18 @@ def test_failure_in_a_new_folder_leaves_no_store(capture, tmp_path, monkeypatch)
         open_packets(tmp_path / "kept")
 
 
+@pytest.mark.parametrize("store", ["npz", "sharded"])
+def test_no_flows_same_empty_triple(tmp_path, store):
+    from janus.capture.pcapwrite import ethernet_frame
+
+    arp = ethernet_frame(b"\xff" * 6, b"\x02" * 6, 0x0806, b"\x00" * 28)
+    cap = _write(tmp_path / "arp.pcap", [(1_600_000_000.0 + j, arp) for j in range(5)])
+    _reference([cap], tmp_path / "ref", store=store)
+    summary = extract([cap], tmp_path / "out", max_packets=8, idle_timeout=IDLE, store=store, shard_rows=64)
+    assert summary["totals"]["flows"] == 0
+    _assert_same(tmp_path / "out", tmp_path / "ref")
+
+
 def test_stale_spill_of_a_killed_run_is_removed(capture, tmp_path):
     out = tmp_path / "out"
     (out / f"{sink.SPILL_PREFIX}abc" / "run-00000").mkdir(parents=True)
