@@ -1,3 +1,3 @@
 """JANUS: unsupervised network intrusion detection with mixed continuous-discrete flow matching."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
