@@ -297,7 +297,7 @@ def test_dry_run_paper_config_with_slurm_profile(wf):
     # Paper-scale sizes of the data steps, from config/paper.yaml's resources.
     res = yaml.safe_load((wf / "config" / "paper.yaml").read_text())["resources"]
     assert res["download"] == {"threads": 1, "mem_mb": 2000, "runtime": 1440, "disk_mb": 60000}
-    assert res["labels"]["mem_mb"] == 48000
+    assert res["labels"]["mem_mb"] == 8000
     assert _rule_resources(out.stdout, "download") == {
         f"mem_mb={res['download']['mem_mb']}", f"runtime={res['download']['runtime']}",
         f"disk_mb={res['download']['disk_mb']}"}
