@@ -84,6 +84,33 @@ def test_byo_per_file_lists_one_part_per_file_and_a_merge(wf):
                             "caps/day2.pcap --out data/lab ") for c in _commands(out.stdout, "extract"))
 
 
+
+def test_buffer_flows_reaches_extract_and_parts_not_the_merge(wf):
+    """extract.buffer_flows bounds the streaming writer of every extraction job; the merge
+    has no such option (it holds one shard)."""
+    files = [f"caps/day{k}.pcap" for k in range(2)]
+    (wf / "caps").mkdir()
+    for f in files + ["caps/single.pcap"]:
+        (wf / f).write_bytes(b"")
+    path = wf / "buffer.yaml"
+    path.write_text(yaml.safe_dump({
+        "datasets": {"lab": _byo(files), "one": _byo(["caps/single.pcap"])}, "seeds": [1],
+        "detectors": ["iforest"],
+        "extract": {"per_file": True, "max_packets": 4, "buffer_flows": 777}}))
+    out = _snakemake(wf, "-n", "-p", "--cores", "2", "--configfile", str(path),
+                     "--replace-workflow-config", "results/cross_matrix.md")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    extracts = _commands(out.stdout, "extract")
+    assert len(extracts) == 3 and all("--buffer-flows 777 " in c for c in extracts)
+    (merge,) = _commands(out.stdout, "merge")
+    assert "--buffer-flows" not in merge
+    # Left out (null), janus extract keeps its own default and no flag is passed.
+    args = _config(wf, {"lab": _byo(files), "one": _byo(["caps/single.pcap"])})
+    out = _snakemake(wf, "-n", "-p", "--cores", "2", *args, "results/cross_matrix.md")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert not any("--buffer-flows" in c for c in _commands(out.stdout, "extract"))
+
+
 def test_download_is_a_checkpoint_whose_list_makes_the_parts(wf):
     ds = {"dl": {"source": {"download": {"dataset": "cicids2017", "local": "/nowhere"}}}}
     args = _config(wf, ds)

@@ -461,10 +461,19 @@ def optional_flags(section, names):
 
 
 STORE_FLAGS = optional_flags("extract", ["store", "store_min_flows", "shard_flows"])
+# janus extract also takes the streaming writer's bound (janus merge holds one shard anyway).
+EXTRACT_FLAGS = " ".join(
+    f for f in (STORE_FLAGS, optional_flags("extract", ["buffer_flows"])) if f
+)
 # A part is always a sharded store, so that the merge links its shards instead of rewriting
 # them (the merged dataset's layout still follows extract.store).
 PART_STORE_FLAGS = " ".join(
-    ["--store sharded", optional_flags("extract", ["shard_flows"])]
+    f
+    for f in (
+        "--store sharded",
+        optional_flags("extract", ["shard_flows", "buffer_flows"]),
+    )
+    if f
 )
 SPLIT_FLAGS = optional_flags(
     "splits", ["n_train", "n_val", "n_cal", "n_test_benign", "n_test_attack", "order"]

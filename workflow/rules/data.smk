@@ -81,7 +81,7 @@ rule extract:
         max_packets=config["extract"]["max_packets"],
         idle=config["extract"]["idle_timeout"],
         active=config["extract"]["active_timeout"],
-        store=STORE_FLAGS,
+        store=EXTRACT_FLAGS,
         janus=JANUS,
     shell:
         "python -m janus.extract {params.captures} --out {params.out}"
