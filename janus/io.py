@@ -75,7 +75,7 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray | ArrayStream) -> No
 
     from numpy.lib import format as npy_format
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # noqa: SIM117 -- the zip needs the temp path first
         with open(tmp, "wb") as fh, zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED,
                                                    allowZip64=True) as zf:
             for name, value in arrays.items():

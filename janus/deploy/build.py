@@ -93,8 +93,8 @@ def build_folder(out: Path, *, dataset: str, data_dir: Path, checkpoint: Path, s
     from janus.datasets.splits import calibration_ids, load_splits
     from janus.deploy.card import model_card
     from janus.evaluation.aggregate import (
-        declared_aggregate_columns,
         cross_fitted,
+        declared_aggregate_columns,
         read_score_table,
         rows_of,
     )

@@ -492,7 +492,7 @@ def declared_aggregate_columns(scores_path: str | Path) -> list[str] | None:
 
     try:
         metadata = pq.read_schema(scores_path).metadata or {}
-    except Exception:  # unreadable files get their precise error from read_score_table
+    except Exception:  # noqa: BLE001 -- unreadable files get their precise error from read_score_table
         return None
     raw = metadata.get(contract.AGGREGATE_COLUMNS_KEY.encode())
     return None if raw is None else list(json.loads(raw))

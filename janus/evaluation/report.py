@@ -381,8 +381,8 @@ def provenance(res: Results, config_hash: str | None, date: str | None = None,
         "---",
         f"- config hash: `{config_hash or 'n/a'}`",
         f"- janus version: {__version__} (report); runs: {', '.join(versions) or 'n/a'}",
-        f"- seeds: {', '.join(map(str, res.seeds))} (n = {len(res.seeds)}; mean ± sample std, "
-        "ddof = 1)",
+        (f"- seeds: {', '.join(map(str, res.seeds))} (n = {len(res.seeds)}; mean ± sample std, "
+        "ddof = 1)"),
         f"- runs: {len(res.runs)} metrics files",
         f"- generated: {date}",
         *(footer_lines(prov) if prov else []),
@@ -400,9 +400,9 @@ def _matrix(res: Results, e: Entry, path: Sequence[str] = ("auroc",)) -> str:
 
 def cross_matrix_md(res: Results) -> str:
     parts = ["# Cross-dataset AUROC\n",
-             "Rows: the dataset a model was trained on; columns: the dataset it was evaluated "
+             ("Rows: the dataset a model was trained on; columns: the dataset it was evaluated "
              f"on (the diagonal is within-dataset). Cells: AUROC, {res.seeds_note()}; then "
-             "the TPR at 1 % FPR of every entry.\n", LEGEND]
+             "the TPR at 1 % FPR of every entry.\n"), LEGEND]
     jd = res.main_janus()
     if jd is not None:
         header = ["train ↓ / test →"]
@@ -422,8 +422,8 @@ def cross_matrix_md(res: Results) -> str:
             continue
         parts += [f"## {e.label} (`{e.column}`)\n", _matrix(res, e)]
     parts += ["## TPR at 1 % FPR\n",
-              "The operating point of a SOC: the share of attack flows caught when 1 % of the "
-              "benign flows raise an alarm (read off the test ROC curve).\n"]
+              ("The operating point of a SOC: the share of attack flows caught when 1 % of the "
+              "benign flows raise an alarm (read off the test ROC curve).\n")]
     for e in res.entries():
         parts += [f"### TPR at 1 % FPR: {e.label} (`{e.column}`)\n", _matrix(res, e, TPR1)]
     parts += ["## Averages over dataset pairs\n",
@@ -449,10 +449,10 @@ def _with_ci(res: Results, e: Entry, pairs: Sequence[tuple[str, str]], text: str
 
 def within_md(res: Results) -> str:
     parts = ["# Within-dataset AUROC per score\n",
-             f"Models trained and evaluated on the same dataset; {res.seeds_note()}. `oas` is "
+             (f"Models trained and evaluated on the same dataset; {res.seeds_note()}. `oas` is "
              "the aggregated JANUS score, the other rows the 10 raw scores it aggregates "
              "(and, scored with `--extended`, the path scores after them, not aggregated); "
-             "each AUROC table is followed by the TPR at 1 % FPR of the same scores.\n", LEGEND]
+             "each AUROC table is followed by the TPR at 1 % FPR of the same scores.\n"), LEGEND]
     for d in res.detectors:
         if d not in JANUS_DETECTORS or not res.columns_of(d):
             continue
@@ -492,13 +492,13 @@ def _p_f1(res: Results, e: Entry, s: str, t: str, q: str, prevalence: str | None
 
 def thresholded_md(res: Results) -> str:
     parts = ["# Thresholded detection\n",
-             "Thresholds are the 95th / 99th percentiles of each score on the target's benign "
+             ("Thresholds are the 95th / 99th percentiles of each score on the target's benign "
              "**calibration** flows (disjoint from the validation flows that stopped training; "
              "the aggregated scores of those flows are cross-fitted, so the test FPR should "
              "come out near 5 % / 1 %; `source-cal.` entries use the source's percentiles). No "
              "attack label is used. FPR, precision, recall and F1 on the target's test flows "
              f"(balanced: about half attacks), then the TPR at 0.1 % and 1 % FPR; "
-             f"{res.seeds_note()}.\n", LEGEND]
+             f"{res.seeds_note()}.\n"), LEGEND]
     for title, cross in (("Within-dataset", False), ("Cross-dataset", True)):
         rows = [[f"{s} → {t}", e.label] + [fmt(res.stat(e.detector, s, t, e.column, path))
                                             for _, path in _THRESH_COLS]
@@ -508,9 +508,9 @@ def thresholded_md(res: Results) -> str:
             parts += [f"## {title}\n",
                       md_table(["train → test", "detector"] + [c for c, _ in _THRESH_COLS], rows)]
     parts += ["## Precision / F1 at realistic attack prevalence\n",
-              "The same thresholds on a stream where 10 % or 1 % of the flows are attacks "
+              ("The same thresholds on a stream where 10 % or 1 % of the flows are attacks "
               "(the test flows reweighted: precision = π·TPR / (π·TPR + (1 − π)·FPR)); "
-              "'test' is the balanced test set as it is. Cells: precision / F1, seed means.\n"]
+              "'test' is the balanced test set as it is. Cells: precision / F1, seed means.\n")]
     header = ["train → test", "detector"] + [
         f"{q.upper()}: {'test' if pv is None else f'{float(pv):.0%}'}"
         for q in ("p95", "p99") for pv in (None,) + PREVALENCE_KEYS]
@@ -524,9 +524,9 @@ def thresholded_md(res: Results) -> str:
 
 def per_attack_md(res: Results) -> str:
     parts = ["# Per-attack AUROC (within-dataset)\n",
-             f"Each attack class against all benign test flows; {res.seeds_note()}. `n` is the "
+             (f"Each attack class against all benign test flows; {res.seeds_note()}. `n` is the "
              "class's attack flows in the test split (seed mean): a class of a few flows has "
-             "a wide AUROC interval.\n", LEGEND]
+             "a wide AUROC interval.\n"), LEGEND]
     entries = res.entries()
     for t in res.datasets:
         classes = _unique(cls for e in entries for r in res.index.get((e.detector, t, t), {})
@@ -547,12 +547,12 @@ def per_attack_md(res: Results) -> str:
 
 def aggregators_md(res: Results) -> str:
     parts = ["# Aggregators of the 10-d score vector\n",
-             "All fitted on the target's benign validation scores; AUROC mean ± std over "
+             ("All fitted on the target's benign validation scores; AUROC mean ± std over "
              "seeds. `oas` is the default scalar (the `aggregate` options of the config: by "
              "default one-sided, without the exact sum `disc_nll_total`); "
              "`oas_paper` is the paper's two-sided OAS over every score; `maxz`, "
              "`mahalanobis` and `ledoit_wolf` take the same options as `oas`. "
-             f"`{REFERENCE_SCORE}` is the best single raw score, for reference.\n"]
+             f"`{REFERENCE_SCORE}` is the best single raw score, for reference.\n")]
     for d in res.detectors:
         cols = res.columns_of(d)
         if d not in JANUS_DETECTORS or not cols:
@@ -577,11 +577,11 @@ def baselines_md(res: Results) -> str:
                 for e in entries]
     parts = [
         "# Detectors compared\n",
-        f"Within-dataset AUROC per dataset ({res.seeds_note()}), and the mean over dataset "
+        (f"Within-dataset AUROC per dataset ({res.seeds_note()}), and the mean over dataset "
         "pairs within and across datasets with its bootstrap 95 % interval in brackets (test "
         "flows resampled, benign and attack separately, 200 times per run; the interval is of "
         "the mean over seeds and pairs, so it shows test-set noise, not seed-to-seed spread). "
-        "Every detector uses the same splits.\n", LEGEND,
+        "Every detector uses the same splits.\n"), LEGEND,
         md_table(["detector"] + res.datasets + ["mean within", "mean cross"], rows),
         "\n### TPR at 1 % FPR\n",
         md_table(["detector"] + res.datasets + ["mean within", "mean cross"], tpr_rows)]
@@ -597,9 +597,9 @@ def baselines_md(res: Results) -> str:
                                  for e in entries] for s, t in cross]
         tpr.append(["mean"] + [_pair_mean(res, e, True, TPR1) for e in entries])
         parts += ["## Cross-dataset\n",
-                  f"Trained on the first dataset, evaluated on the second: AUROC "
+                  (f"Trained on the first dataset, evaluated on the second: AUROC "
                   f"({res.seeds_note()}), one column per detector; the last rows are the mean "
-                  "over pairs and its bootstrap 95 % interval.\n",
+                  "over pairs and its bootstrap 95 % interval.\n"),
                   md_table(["train → test"] + [e.label for e in entries], rows),
                   "\n### Cross-dataset TPR at 1 % FPR\n",
                   md_table(["train → test"] + [e.label for e in entries], tpr)]
