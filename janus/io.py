@@ -156,6 +156,19 @@ def write_parquet(path: str | os.PathLike, table: Any, use_dictionary: bool | li
         pq.write_table(table, tmp, use_dictionary=use_dictionary)
 
 
+def read_path_list(path: str | os.PathLike, what: str) -> list[Path]:
+    """The paths listed in the text file ``path``, one per line (surrounding blanks stripped;
+    blank lines and lines starting with '#' ignored; relative paths kept as given). ``what``
+    names the list in the error, e.g. "captures list"."""
+    from janus.errors import JanusError
+
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise JanusError(f"{path}: cannot read the {what} ({exc.strerror})") from exc
+    return [Path(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")

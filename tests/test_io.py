@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -79,3 +80,15 @@ def test_npz_stream_of_the_wrong_length_is_refused_and_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="gave 24 bytes, expected 32"):
         io.write_npz(tmp_path / "x.npz", packets=short)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_path_list_skips_blanks_and_comments_and_names_an_unreadable_file(tmp_path) -> None:
+    from janus.errors import JanusError
+    from janus.io import read_path_list
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("# captures\n  a/one.pcap  \n\nb two.pcap\n#c.pcap\n/abs/three.pcapng\n")
+    assert read_path_list(listing, "captures list") == [
+        Path("a/one.pcap"), Path("b two.pcap"), Path("/abs/three.pcapng")]
+    with pytest.raises(JanusError, match=r"missing\.txt: cannot read the parts list"):
+        read_path_list(tmp_path / "missing.txt", "parts list")

@@ -72,6 +72,7 @@ from janus.datasets.store import (
     choose_store,
 )
 from janus.errors import ConfigError, JanusError
+from janus.io import read_path_list
 
 log = logging.getLogger(__name__)
 
@@ -554,11 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_captures_list(path: Path) -> list[Path]:
     """Capture paths listed in ``path``, one per line; relative paths are taken as given."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise JanusError(f"{path}: cannot read the captures list ({exc.strerror})") from exc
-    captures = [Path(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+    captures = read_path_list(path, "captures list")
     if not captures:
         raise JanusError(f"{path}: the captures list names no file")
     return captures

@@ -73,6 +73,7 @@ from janus.datasets.store import (
     read_manifest,
 )
 from janus.errors import ConfigError, JanusError
+from janus.io import read_path_list
 
 log = logging.getLogger(__name__)
 
@@ -424,11 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     parts = list(args.parts)
     if args.parts_from is not None:
-        try:
-            lines = args.parts_from.read_text().splitlines()
-        except OSError as exc:
-            raise JanusError(f"{args.parts_from}: cannot read the parts list ({exc.strerror})") from exc
-        parts += [Path(s.strip()) for s in lines if s.strip() and not s.startswith("#")]
+        parts += read_path_list(args.parts_from, "parts list")
     if not parts:
         raise JanusError("no part given: name PART folders or --parts-from FILE")
     merge(parts, args.out, store=args.store, store_min_flows=args.store_min_flows,
